@@ -1,0 +1,1 @@
+"""The compositor CLI that runs inside each job container (filled in by issue 3)."""

@@ -1,0 +1,23 @@
+"""``clipyard``: the operators' and administrators' command line.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad usage or input (the message names
+what was wrong); 3 a service (database, Redis, storage) could not be reached.
+"""
+
+from __future__ import annotations
+
+import click
+
+from taskmanager.cli.db import db
+from taskmanager.cli.up import services, up
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="clipyard")
+def main() -> None:
+    """Run and administer clipyard."""
+
+
+main.add_command(db)
+main.add_command(services)
+main.add_command(up)

