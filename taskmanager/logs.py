@@ -44,12 +44,37 @@ def _redact_event(
     return event_dict
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Write to whatever ``sys.stderr`` is at the time of each record.
+
+    A plain StreamHandler keeps the stream it was built with, which goes stale when
+    stderr is replaced (pytest's capture, a daemonised child).
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
-    """Set up structlog (and the standard library's logging) for this process."""
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
-    # These narrate every step at INFO (pgserver prints whole initdb transcripts).
-    for noisy in _NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    """Set up structlog over the standard library's logging for this process.
+
+    TaskTiger's ``Worker`` insists on ``structlog.stdlib.BoundLogger``; routing through
+    ``logging`` also gives third-party records (alembic, waitress, azure) the same
+    format and the same redaction.
+    """
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact_event,
+    ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -57,14 +82,27 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
     )
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            _redact_event,
-            renderer,
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    handler.set_name("clipyard")
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if h.get_name() == "clipyard"]:
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # These narrate every step at INFO (pgserver prints whole initdb transcripts).
+    for noisy in _NOISY_LOGGERS:
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import structlog
@@ -23,15 +24,18 @@ def test_redact_keeps_what_is_useful_and_hides_secrets() -> None:
 
 
 def test_structlog_output_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
-    # Configured here, not in a fixture: the logger binds the stderr of the test's call phase.
     configure_logging("INFO", "json")
-    try:
-        structlog.get_logger("test").info(
-            "container launched", url="https://a/b?sp=r&sig=SECRET", token="cy_tok"
-        )
-    finally:
-        structlog.reset_defaults()
+    structlog.get_logger("test").info(
+        "container launched", url="https://a/b?sp=r&sig=SECRET", token="cy_tok"
+    )
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["url"] == "https://a/b?sp=r&sig=REDACTED"
     assert line["token"] == "REDACTED"
     assert "SECRET" not in json.dumps(line)
+
+
+def test_standard_library_records_are_redacted_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    logging.getLogger("some.library").warning("GET https://a/b?sp=r&sig=SECRET failed")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "GET https://a/b?sp=r&sig=REDACTED failed"
