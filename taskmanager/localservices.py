@@ -73,6 +73,14 @@ class EmbeddedPostgres:
         """Return the URL of another database on this server."""
         return str(self._server.get_uri(database))
 
+    def restart(self) -> None:
+        """Restart the server in place (connections drop; clients must reconnect)."""
+        from pgserver import _commands
+
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", "fast", "restart"], pgdata=self.data_dir, user=self._server.system_user
+        )
+
     def stop(self) -> None:
         """Stop the server (and delete its data if it was a throwaway one)."""
         self._server.cleanup()

@@ -229,6 +229,8 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(default=0.0, server_default="0")
     estimated_cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     actual_cost_usd: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
+    # What the current attempt holds of its batch's budget (0 when nothing is held).
+    reserved_usd: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -282,6 +284,9 @@ class Run(Base):
     # e.g. "bad_input", "storage", "oom", "killed", "evicted", "image_pull", "lost".
     failure_kind: Mapped[str | None] = mapped_column(String(32))
     billed_seconds: Mapped[float | None]
+    # Measured by backends that can (local): for calibrating estimates and sizing.
+    peak_rss_mb: Mapped[float | None]
+    cpu_seconds: Mapped[float | None]
     cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     log_key: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = _created_at()

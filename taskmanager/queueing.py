@@ -6,10 +6,13 @@ re-enqueues anything Redis lost.
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import redis
-from tasktiger import TaskTiger
+from tasktiger import JobTimeoutException, Task, TaskTiger
+from tasktiger.retry import fixed
 
 from taskmanager.settings import Settings
 
@@ -44,3 +47,52 @@ def create_tiger(settings: Settings, connection: redis.Redis[str]) -> TaskTiger:
         config=tasktiger_config(settings),
         setup_structlog=False,  # configure_logging already did, with redaction
     )
+
+
+class TaskTigerEnqueuer:
+    """Enqueue supervision wake-ups on TaskTiger; Postgres stays the source of truth."""
+
+    def __init__(self, tiger: TaskTiger, settings: Settings) -> None:
+        self.tiger = tiger
+        self.settings = settings
+
+    def queue_for(self, is_batch: bool) -> str:
+        """Return the queue for batch or interactive work."""
+        return self.settings.batch_queue if is_batch else self.settings.interactive_queue
+
+    def _task(self, job_id: uuid.UUID, queue: str, hard_timeout_s: float) -> Task:
+        from taskmanager.tasks import supervise
+
+        # Unique: one entry per job whatever the number of wake-ups; the id is derived
+        # from the function and its arguments, so it can be looked up (see is_queued).
+        return Task(
+            self.tiger,
+            supervise,
+            args=[str(job_id)],
+            queue=queue,
+            unique=True,
+            hard_timeout=hard_timeout_s,
+            retry_on=[JobTimeoutException],
+            retry_method=fixed(delay=1, max_retries=1000),
+        )
+
+    def enqueue(
+        self,
+        job_id: uuid.UUID,
+        *,
+        is_batch: bool,
+        max_runtime_s: float,
+        delay_s: float | None = None,
+    ) -> None:
+        """Wake a manager for ``job_id`` now (or after ``delay_s``)."""
+        # The task must outlive the container's deadline plus the stop grace and the
+        # finishing steps, or TaskTiger would kill a healthy supervisor.
+        hard_timeout = max_runtime_s + self.settings.stop_grace_s + 120
+        task = self._task(job_id, self.queue_for(is_batch), hard_timeout)
+        when = timedelta(seconds=delay_s) if delay_s else None
+        task.delay(when=when)
+
+    def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
+        """Tell whether Redis holds a supervise entry for ``job_id`` in any state."""
+        task = self._task(job_id, self.queue_for(is_batch), 0)
+        return bool(self.tiger.connection.exists(self.tiger._key("task", task.id)))

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     default_max_runtime_s: int = Field(default=15 * 60, gt=0)
     default_max_attempts: int = Field(default=3, ge=1)
 
+    # Image run for real jobs (a registry path for ACI; the local backend maps it).
+    compositor_image: str = "clipyard/compositor"
+    # Let jobs ask for the "fake" image (a scripted stand-in): tests and benchmarks only.
+    allow_fake_jobs: bool = False
+
     # --- supervision timing (tests shorten these instead of sleeping) --------------------
     # A run whose heartbeat is older than this is adopted by another manager.
     lease_ttl_s: float = Field(default=30.0, gt=0)
@@ -68,6 +73,10 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=2.0, gt=0)
     # A running container that reports no progress for this long is killed.
     stall_timeout_s: float = Field(default=180.0, gt=0)
+    # How long a stopped container gets between SIGTERM and SIGKILL.
+    stop_grace_s: float = Field(default=10.0, ge=0)
+    # When admission refuses a job (caps, rate limit), look again after this long.
+    admission_retry_s: float = Field(default=5.0, gt=0)
     # How often the reconciler sweeps for lost queue entries, stale leases and leaks.
     reconcile_interval_s: float = Field(default=30.0, gt=0)
     # Exponential backoff between attempts: base * 2**(attempt-1), capped, with jitter.
@@ -86,6 +95,11 @@ class Settings(BaseSettings):
     price_per_gb_hour: Decimal = Decimal("0.00445")
     # Spot price as a fraction of the regular price.
     spot_price_factor: Decimal = Decimal("0.3")
+
+    # Cost estimates before any run of a template was measured: container seconds per
+    # second of template video, plus a fixed start-up time per container.
+    default_seconds_per_video_second: float = Field(default=3.0, gt=0)
+    container_startup_s: float = Field(default=5.0, ge=0)
 
     # --- global admission caps ---------------------------------------------------------
     max_concurrent_containers: int = Field(default=100, ge=1)

@@ -10,6 +10,7 @@ import click
 
 from taskmanager.cli.db import db
 from taskmanager.cli.up import services, up
+from taskmanager.cli.worker import reconcile_once, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,3 +22,5 @@ def main() -> None:
 main.add_command(db)
 main.add_command(services)
 main.add_command(up)
+main.add_command(worker)
+main.add_command(reconcile_once)

@@ -1,0 +1,237 @@
+"""The local backend: each container is a detached process group on this machine.
+
+A run directory per container holds its spec, log, pid files and exit code (see
+``localshim.py``), so any manager — including one started after the launching manager
+died — can find, watch, stop and remove it by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from taskmanager.backends.base import (
+    BackendError,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+)
+
+SHIM = Path(__file__).with_name("localshim.py")
+# A launch that has not written its pid within this long has failed to start.
+_START_TIMEOUT_S = 30.0
+_MAX_LOG_CHUNK = 4 * 1024 * 1024
+
+
+def default_images() -> dict[str, list[str]]:
+    """Map image names to the local commands that stand in for them."""
+    bin_dir = Path(sys.executable).parent
+    return {
+        "clipyard/compositor": [str(bin_dir / "clipyard-composite")],
+        "fake": [sys.executable, "-I", "-S", str(Path(__file__).with_name("fakeimage.py"))],
+    }
+
+
+class LocalBackend:
+    """A ``ContainerBackend`` whose containers are local process groups."""
+
+    name = "local"
+
+    def __init__(self, root: Path, images: dict[str, list[str]] | None = None) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self.images = images if images is not None else default_images()
+
+    def _dir(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"invalid container name {name!r}")
+        return self.root / name
+
+    def launch(self, spec: ContainerSpec) -> None:
+        """Start the container named spec.name; adopt it quietly if it already exists."""
+        if spec.image not in self.images:
+            raise BackendError(f"image {spec.image!r} is not known here", is_retryable=False)
+        run_dir = self._dir(spec.name)
+        try:
+            run_dir.mkdir()  # atomic: a second launcher finds it taken and adopts
+        except FileExistsError:
+            return
+        record = asdict(spec)
+        record["cpu"], record["memory_gb"] = str(spec.cpu), str(spec.memory_gb)
+        record.pop("secure_env")
+        record["created_at"] = time.time()
+        (run_dir / "spec.json").write_text(json.dumps(record))
+        env_file = run_dir / "env.json"
+        env_file.touch(mode=0o600)
+        env_file.write_text(json.dumps({**spec.env, **spec.secure_env}))
+        command = [*self.images[spec.image], *spec.args]
+        launcher = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(SHIM), str(run_dir), "--", *command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        launcher.wait()  # the shim's first process exits at once, leaving the detached one
+
+    def status(self, name: str) -> ContainerStatus:
+        """Return the container's state (NOT_FOUND if it does not exist)."""
+        run_dir = self._dir(name)
+        if not run_dir.is_dir():
+            return ContainerStatus(ContainerState.NOT_FOUND)
+        started_at = _read_time(run_dir / "started_at")
+        exit_text = _read(run_dir / "exit_code")
+        if exit_text is not None:
+            usage = json.loads(_read(run_dir / "usage.json") or "{}")
+            code = int(exit_text)
+            return ContainerStatus(
+                ContainerState.EXITED,
+                exit_code=code,
+                started_at=started_at,
+                finished_at=_timestamp(usage.get("finished_at")),
+                detail=_detail_for(code, run_dir),
+                peak_rss_mb=usage.get("peak_rss_mb"),
+                cpu_seconds=usage.get("cpu_seconds"),
+            )
+        if self._is_shim_alive(run_dir):
+            state = ContainerState.RUNNING if started_at else ContainerState.PENDING
+            return ContainerStatus(state, started_at=started_at)
+        # Exit file not yet written: look again, the shim may have finished in between.
+        if (run_dir / "exit_code").exists():
+            return self.status(name)
+        created_at = json.loads(_read(run_dir / "spec.json") or "{}").get("created_at", 0)
+        if not (run_dir / "shim.pid").exists() and time.time() - created_at < _START_TIMEOUT_S:
+            return ContainerStatus(ContainerState.PENDING)
+        return ContainerStatus(ContainerState.LOST, started_at=started_at, detail="vanished")
+
+    def wait(self, name: str, timeout_s: float) -> None:
+        """Block until the container exits or ``timeout_s`` passes (pidfd: no polling)."""
+        run_dir = self._dir(name)
+        pid = _read_int(run_dir / "shim.pid")
+        if pid is None or (run_dir / "exit_code").exists():
+            time.sleep(min(timeout_s, 0.02) if pid is None else 0)
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            return
+        try:
+            select.select([pidfd], [], [], max(0.0, timeout_s))
+        finally:
+            os.close(pidfd)
+        # The shim writes the exit code just before it exits; give the rename a moment.
+        deadline = time.monotonic() + 0.5
+        while not (run_dir / "exit_code").exists() and time.monotonic() < deadline:
+            if self._is_shim_alive(run_dir):
+                return
+            time.sleep(0.005)
+
+    def logs_since(self, name: str, cursor: int) -> tuple[str, int]:
+        """Return the complete log lines written after ``cursor`` and the next cursor."""
+        log_path = self._dir(name) / "output.log"
+        try:
+            with log_path.open("rb") as log:
+                log.seek(cursor)
+                data = log.read(_MAX_LOG_CHUNK)
+        except FileNotFoundError:
+            return "", cursor
+        is_finished = (self._dir(name) / "exit_code").exists()
+        end = len(data) if is_finished else data.rfind(b"\n") + 1
+        return data[:end].decode("utf-8", errors="replace"), cursor + end
+
+    def stop(self, name: str, grace_s: float) -> None:
+        """SIGTERM the container's process group, then SIGKILL it after ``grace_s``."""
+        run_dir = self._dir(name)
+        pgid = _read_int(run_dir / "pgid")
+        if pgid is None or (run_dir / "exit_code").exists():
+            return
+        (run_dir / "stop_requested").touch()
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            self.wait(name, deadline - time.monotonic())
+            if (run_dir / "exit_code").exists():
+                return
+        _signal_group(pgid, signal.SIGKILL)
+        self.wait(name, 5.0)
+
+    def remove(self, name: str) -> None:
+        """Kill whatever still runs and delete the run directory; quiet if already gone."""
+        run_dir = self._dir(name)
+        if not run_dir.exists():
+            return
+        pgid = _read_int(run_dir / "pgid")
+        if pgid is not None and not (run_dir / "exit_code").exists():
+            _signal_group(pgid, signal.SIGKILL)
+            self.wait(name, 5.0)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    def list_ours(self) -> list[ContainerInfo]:
+        """List every run directory with its tags and status."""
+        containers = []
+        for run_dir in sorted(self.root.iterdir()):
+            if not run_dir.is_dir() or run_dir.name.startswith("."):
+                continue
+            spec = json.loads(_read(run_dir / "spec.json") or "{}")
+            containers.append(
+                ContainerInfo(run_dir.name, spec.get("tags", {}), self.status(run_dir.name))
+            )
+        return containers
+
+    def log_path(self, name: str) -> Path:
+        """Return the file holding the container's whole log (for saving it at the end)."""
+        return self._dir(name) / "output.log"
+
+    def _is_shim_alive(self, run_dir: Path) -> bool:
+        pid = _read_int(run_dir / "shim.pid")
+        if pid is None:
+            return False
+        try:
+            # Guard against pid reuse: the live process must be this run's shim.
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return False
+        return str(run_dir).encode() in cmdline
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read(path)
+    return int(text) if text else None
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _read_time(path: Path) -> datetime | None:
+    text = _read(path)
+    return _timestamp(float(text)) if text else None
+
+
+def _detail_for(exit_code: int, run_dir: Path) -> str | None:
+    if exit_code in (128 + signal.SIGKILL, 128 + signal.SIGTERM):
+        return "killed" if (run_dir / "stop_requested").exists() else "oom_or_killed"
+    return None
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -1,0 +1,110 @@
+"""``clipyard worker``: N task-manager processes plus the reconciler, until SIGTERM.
+
+Each task manager is a TaskTiger worker in its own process group. On SIGTERM every
+group gets SIGTERM: each supervisor finishes its watch step, releases its lease and
+re-enqueues its job, so another manager adopts the run at once; containers keep
+running. The reconciler runs here on a timer (see ``reconciler.py`` for why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import click
+import structlog
+
+from taskmanager.cli.context import CliError, load_settings
+from taskmanager.reconciler import reconcile
+from taskmanager.settings import Settings
+from taskmanager.worker import build_runtime
+
+log = structlog.get_logger(__name__)
+_SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def _start_manager(queues: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskmanager.worker", "--queues", queues],
+        start_new_session=True,
+    )
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def run_managers(settings: Settings, queues: str, processes: int, *, is_reconciling: bool) -> None:
+    """Run the managers (and the reconciler) until SIGTERM or SIGINT."""
+    if settings.database_url is None or settings.redis_url is None:
+        missing = "DATABASE_URL" if settings.database_url is None else "REDIS_URL"
+        raise CliError(f"clipyard worker needs {missing} (clipyard up sets both for you)")
+    runtime = build_runtime(
+        settings, settings.database_url.get_secret_value(), settings.redis_url.get_secret_value()
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    managers = [_start_manager(queues) for _ in range(processes)]
+    log.info("task managers started", queues=queues, processes=processes)
+    next_reconcile = time.monotonic()
+    try:
+        while not stop.wait(0.5):
+            for index, manager in enumerate(managers):
+                if manager.poll() is not None:
+                    log.warning("task manager died; restarting", code=manager.returncode)
+                    managers[index] = _start_manager(queues)
+            if is_reconciling and time.monotonic() >= next_reconcile:
+                next_reconcile = time.monotonic() + settings.reconcile_interval_s
+                try:
+                    reconcile(runtime)
+                except Exception:  # the next pass tries again; never take the managers down
+                    log.exception("reconcile failed")
+    finally:
+        for manager in managers:
+            _signal_group(manager, signal.SIGTERM)
+        deadline = time.monotonic() + _SHUTDOWN_TIMEOUT_S
+        for manager in managers:
+            try:
+                manager.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(manager, signal.SIGKILL)
+                manager.wait()
+        runtime.engine.dispose()
+        log.info("task managers stopped")
+
+
+@click.command()
+@click.option(
+    "--queues", default=None, help="Comma-separated queues (default: interactive and batch)."
+)
+@click.option("-n", "--processes", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--no-reconcile", is_flag=True, help="Leave reconciling to other machines.")
+def worker(queues: str | None, processes: int, no_reconcile: bool) -> None:
+    """Run N task managers (TaskTiger workers) and the reconciler until SIGTERM."""
+    settings = load_settings()
+    queues = queues or f"{settings.interactive_queue},{settings.batch_queue}"
+    run_managers(settings, queues, processes, is_reconciling=not no_reconcile)
+
+
+@click.command("reconcile")
+def reconcile_once() -> None:
+    """Run one reconciliation pass and print what it did."""
+    settings = load_settings()
+    if settings.database_url is None or settings.redis_url is None:
+        raise CliError("clipyard reconcile needs DATABASE_URL and REDIS_URL")
+    runtime = build_runtime(
+        settings, settings.database_url.get_secret_value(), settings.redis_url.get_secret_value()
+    )
+    report = reconcile(runtime)
+    click.echo(
+        f"adopted {len(report.adopted)}, requeued {len(report.requeued)},"
+        f" removed {len(report.removed_containers)} leaked containers"
+        + (" (skipped: another reconciler is running)" if report.is_skipped else "")
+    )

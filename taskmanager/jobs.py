@@ -1,0 +1,280 @@
+"""The job service: submit, cancel, retry, get, list and read the events of jobs.
+
+Callers (the API, the CLI, tests) pass a session factory and an enqueuer in. Every
+state change commits with its event before anything is enqueued; if enqueueing fails
+the job stays queued in Postgres and the reconciler enqueues it later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from taskmanager.models import Batch, Job, JobEvent, Template, Upload
+from taskmanager.runtime import Enqueuer
+from taskmanager.settings import Settings
+from taskmanager.states import TERMINAL_JOB_STATES, JobState
+from taskmanager.transitions import record_event, transition_job
+
+log = structlog.get_logger(__name__)
+
+MAX_CPU = Decimal(4)
+MAX_MEMORY_GB = Decimal(16)
+MAX_RUNTIME_S = 6 * 3600
+MAX_ATTEMPTS = 10
+
+
+class JobError(Exception):
+    """Base of the job service's errors (the API maps each to a status code)."""
+
+
+class JobNotFound(JobError):
+    """No such job (or not one the caller may see)."""
+
+
+class InvalidJobRequest(JobError):
+    """A request field is out of bounds; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class JobStateConflict(JobError):
+    """The job's state does not allow the operation (e.g. retrying a success)."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a client asks for; bounds are checked by ``submit_job``."""
+
+    owner_id: uuid.UUID
+    template_name: str
+    upload_id: uuid.UUID
+    crop: tuple[int, int, int, int] | None = None
+    idempotency_key: str | None = None
+    batch_id: uuid.UUID | None = None
+    row_id: str | None = None
+    cpu: Decimal | None = None
+    memory_gb: Decimal | None = None
+    max_runtime_s: int | None = None
+    max_attempts: int | None = None
+    is_spot: bool = False
+    priority: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_bounds(request: JobRequest, settings: Settings) -> tuple[Decimal, Decimal, int, int]:
+    cpu = request.cpu if request.cpu is not None else settings.default_cpu
+    memory = request.memory_gb if request.memory_gb is not None else settings.default_memory_gb
+    runtime = request.max_runtime_s or settings.default_max_runtime_s
+    attempts = request.max_attempts or settings.default_max_attempts
+    if not Decimal("0.25") <= cpu <= MAX_CPU:
+        raise InvalidJobRequest("cpu", f"must be between 0.25 and {MAX_CPU} vCPUs")
+    if not Decimal("0.5") <= memory <= MAX_MEMORY_GB:
+        raise InvalidJobRequest("memory_gb", f"must be between 0.5 and {MAX_MEMORY_GB} GB")
+    if not 1 <= runtime <= MAX_RUNTIME_S:
+        raise InvalidJobRequest("max_runtime_s", f"must be between 1 and {MAX_RUNTIME_S} seconds")
+    if not 1 <= attempts <= MAX_ATTEMPTS:
+        raise InvalidJobRequest("max_attempts", f"must be between 1 and {MAX_ATTEMPTS}")
+    if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 200:
+        raise InvalidJobRequest("idempotency_key", "must be 1 to 200 characters")
+    if "fake" in request.params and not settings.allow_fake_jobs:
+        raise InvalidJobRequest("params.fake", "fake jobs are not enabled here")
+    return cpu, memory, runtime, attempts
+
+
+def _check_crop(crop: tuple[int, int, int, int] | None, upload: Upload) -> None:
+    if crop is None:
+        return
+    x, y, width, height = crop
+    if width <= 0 or height <= 0 or x < 0 or y < 0:
+        raise InvalidJobRequest("crop", "x and y must be >= 0, width and height > 0")
+    if x + width > upload.width or y + height > upload.height:
+        raise InvalidJobRequest("crop", f"must lie inside the {upload.width}x{upload.height} photo")
+
+
+def _existing(session: Session, request: JobRequest) -> Job | None:
+    if request.idempotency_key is not None:
+        found = session.scalars(
+            select(Job).where(
+                Job.owner_id == request.owner_id, Job.idempotency_key == request.idempotency_key
+            )
+        ).first()
+        if found is not None:
+            return found
+    if request.batch_id is not None and request.row_id is not None:
+        return session.scalars(
+            select(Job).where(Job.batch_id == request.batch_id, Job.row_id == request.row_id)
+        ).first()
+    return None
+
+
+def submit_job(
+    sessions: sessionmaker[Session], enqueuer: Enqueuer, settings: Settings, request: JobRequest
+) -> tuple[Job, bool]:
+    """Store a job and wake a manager; return (job, created).
+
+    A repeated idempotency key (or batch row id) returns the job already stored.
+    """
+    cpu, memory, runtime, attempts = _check_bounds(request, settings)
+    with sessions.begin() as session:
+        existing = _existing(session, request)
+        if existing is not None:
+            return existing, False
+        template = session.scalars(
+            select(Template).where(Template.name == request.template_name, Template.is_active)
+        ).first()
+        if template is None:
+            raise InvalidJobRequest("template", f"no template named {request.template_name!r}")
+        upload = session.get(Upload, request.upload_id)
+        if upload is None or upload.owner_id != request.owner_id:
+            raise InvalidJobRequest("upload_id", "no such upload of yours")
+        _check_crop(request.crop, upload)
+        is_spot = request.is_spot
+        if request.batch_id is not None:
+            batch = session.get(Batch, request.batch_id)
+            if batch is None or batch.owner_id != request.owner_id:
+                raise InvalidJobRequest("batch_id", "no such batch of yours")
+            is_spot = is_spot or batch.is_spot
+        params = dict(request.params)
+        # Kept so a manual retry grants the same number of attempts again.
+        params["attempts_per_try"] = attempts
+        if request.crop is not None:
+            params["crop"] = list(request.crop)
+        job = Job(
+            owner_id=request.owner_id,
+            template_id=template.id,
+            upload_id=upload.id,
+            batch_id=request.batch_id,
+            row_id=request.row_id,
+            idempotency_key=request.idempotency_key,
+            params=params,
+            state=JobState.QUEUED.value,
+            priority=request.priority,
+            max_attempts=attempts,
+            max_runtime_s=runtime,
+            cpu=cpu,
+            memory_gb=memory,
+            is_spot=is_spot,
+        )
+        session.add(job)
+        try:
+            session.flush()
+        except IntegrityError:
+            # A concurrent submit with the same key won the race: return its job.
+            session.rollback()
+            with sessions() as again:
+                existing = _existing(again, request)
+            if existing is None:
+                raise
+            return existing, False
+        record_event(session, job.id, "state", {"reason": "submitted"}, to_state=job.state)
+    _wake(enqueuer, job)
+    return job, True
+
+
+def _wake(enqueuer: Enqueuer, job: Job) -> None:
+    """Enqueue after commit; on failure the reconciler enqueues it from Postgres later."""
+    try:
+        enqueuer.enqueue(job.id, is_batch=job.batch_id is not None, max_runtime_s=job.max_runtime_s)
+    except Exception as exc:  # Redis down, network: the job is safe in Postgres
+        log.warning("enqueue failed; the reconciler will retry", job_id=str(job.id), error=str(exc))
+
+
+def get_job(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
+) -> Job:
+    """Return the job; with ``owner_id``, only if that user owns it."""
+    with sessions() as session:
+        job = session.get(Job, job_id)
+    if job is None or (owner_id is not None and job.owner_id != owner_id):
+        raise JobNotFound(str(job_id))
+    return job
+
+
+def list_jobs(
+    sessions: sessionmaker[Session],
+    *,
+    owner_id: uuid.UUID | None = None,
+    states: list[JobState] | None = None,
+    batch_id: uuid.UUID | None = None,
+    limit: int = 50,
+) -> list[Job]:
+    """List jobs, newest first, filtered by owner, states and batch."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
+    if states:
+        query = query.where(Job.state.in_([s.value for s in states]))
+    if batch_id is not None:
+        query = query.where(Job.batch_id == batch_id)
+    with sessions() as session:
+        return list(session.scalars(query))
+
+
+def job_events(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, *, after: int = 0, limit: int = 500
+) -> list[JobEvent]:
+    """Return the job's events with an id greater than ``after``, oldest first."""
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(JobEvent)
+                .where(JobEvent.job_id == job_id, JobEvent.id > after)
+                .order_by(JobEvent.id)
+                .limit(limit)
+            )
+        )
+
+
+def cancel_job(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
+) -> Job:
+    """Cancel the job: at once if nothing runs, else ask its manager to stop the container."""
+    with sessions.begin() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or (owner_id is not None and job.owner_id != owner_id):
+            raise JobNotFound(str(job_id))
+        state = job.job_state
+        if state in TERMINAL_JOB_STATES:
+            return job
+        if state in (JobState.QUEUED, JobState.RETRY_WAIT):
+            transition_job(
+                session, job, JobState.CANCELLED, reason="cancelled", cancel_requested=True
+            )
+        elif not job.cancel_requested:
+            job.cancel_requested = True
+            record_event(session, job.id, "cancel_requested", {})
+    return job
+
+
+def retry_job(
+    sessions: sessionmaker[Session],
+    enqueuer: Enqueuer,
+    job_id: uuid.UUID,
+    *,
+    owner_id: uuid.UUID | None = None,
+) -> Job:
+    """Queue a failed, cancelled or timed-out job again with a fresh set of attempts."""
+    with sessions.begin() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or (owner_id is not None and job.owner_id != owner_id):
+            raise JobNotFound(str(job_id))
+        if job.job_state not in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
+            raise JobStateConflict(f"a {job.state} job cannot be retried")
+        transition_job(
+            session, job, JobState.QUEUED, reason="retried",
+            max_attempts=job.attempt + int(job.params.get("attempts_per_try", job.max_attempts)),
+            cancel_requested=False, error_code=None, error_message=None, finished_at=None,
+            progress=0.0,
+        )  # fmt: skip
+    _wake(enqueuer, job)
+    return job

@@ -1,0 +1,81 @@
+"""The run lease: who supervises a run, fenced by a token, timed by the database clock.
+
+Taking the lease bumps ``lease_token``; every later write about the run checks it, so a
+manager that lost its lease (paused, partitioned, presumed dead) can no longer change
+anything even if it wakes up and tries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+_TAKE = text(
+    """
+    UPDATE runs
+       SET lease_owner = :owner, lease_token = lease_token + 1, heartbeat_at = now()
+     WHERE id = :run_id
+       AND state IN ('pending', 'launching', 'running')
+       AND (lease_owner IS NULL
+            OR heartbeat_at IS NULL
+            OR heartbeat_at < now() - make_interval(secs => :ttl_s))
+    RETURNING lease_token, lease_owner
+    """
+)
+
+_BEAT = text(
+    """
+    UPDATE runs
+       SET heartbeat_at = now()
+      FROM jobs
+     WHERE runs.id = :run_id AND runs.lease_token = :token AND jobs.id = runs.job_id
+    RETURNING now() AS db_now, jobs.cancel_requested
+    """
+)
+
+_RELEASE = text(
+    """
+    UPDATE runs SET lease_owner = NULL, heartbeat_at = NULL
+     WHERE id = :run_id AND lease_token = :token
+    """
+)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a successful heartbeat learned from the database."""
+
+    db_now: datetime
+    is_cancel_requested: bool
+
+
+def take_lease(session: Session, run_id: uuid.UUID, owner: str, ttl_s: float) -> int | None:
+    """Take the run's lease if it is free or stale; return the new token, or None."""
+    row = session.execute(_TAKE, {"run_id": run_id, "owner": owner, "ttl_s": ttl_s}).first()
+    return int(row.lease_token) if row is not None else None
+
+
+def renew_lease(session: Session, run_id: uuid.UUID, token: int) -> Heartbeat | None:
+    """Refresh the heartbeat under ``token``; None means the lease was taken over."""
+    row = session.execute(_BEAT, {"run_id": run_id, "token": token}).first()
+    if row is None:
+        return None
+    return Heartbeat(db_now=row.db_now, is_cancel_requested=bool(row.cancel_requested))
+
+
+def release_lease(session: Session, run_id: uuid.UUID, token: int) -> bool:
+    """Give the lease up at once (graceful shutdown) so another manager adopts now."""
+    result = session.execute(_RELEASE, {"run_id": run_id, "token": token})
+    return bool(getattr(result, "rowcount", 0))
+
+
+def manager_id() -> str:
+    """Return this process's name as a lease owner: host, pid and a random suffix."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

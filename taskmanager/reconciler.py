@@ -1,0 +1,161 @@
+"""The reconciler: close every gap Postgres can see that no manager is closing.
+
+- a live run whose lease is stale (its manager died) → wake a manager, which adopts it;
+- a queued job, or a retry whose backoff is over, with no queue entry (Redis flushed,
+  enqueue failed after commit) → enqueue it again;
+- a container of ours with no live run (leaked) → delete it, recording what it cost;
+  runs whose container vanished are marked lost by the manager that adopts them.
+
+It runs in the ``clipyard worker`` parent process on a timer, not as a TaskTiger task:
+the thing that repairs Redis must not depend on Redis to be scheduled. A session-level
+advisory lock makes one reconciler run at a time across all machines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from taskmanager.admission import LIVE_RUN_STATES
+from taskmanager.containerspec import APP_TAG
+from taskmanager.cost import PriceTable, container_cost
+from taskmanager.models import Batch, Job, JobEvent, Run
+from taskmanager.runtime import Runtime
+from taskmanager.transitions import record_event
+
+log = structlog.get_logger(__name__)
+
+RECONCILE_LOCK_KEY = 0x636C7972  # "clyr"
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did (for logs, tests and the operations page)."""
+
+    adopted: list[uuid.UUID] = field(default_factory=list)
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    removed_containers: list[str] = field(default_factory=list)
+    is_skipped: bool = False
+
+
+def reconcile(rt: Runtime) -> ReconcileReport:
+    """Run one reconciliation pass (or skip it if another reconciler holds the lock)."""
+    report = ReconcileReport()
+    with rt.engine.connect() as connection:
+        locked = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": RECONCILE_LOCK_KEY}
+        ).scalar()
+        if not locked:
+            report.is_skipped = True
+            return report
+        try:
+            _wake_stale_runs(rt, report)
+            _requeue_lost_wakeups(rt, report)
+            _remove_leaked_containers(rt, report)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILE_LOCK_KEY})
+            connection.commit()
+    if report.adopted or report.requeued or report.removed_containers:
+        log.info(
+            "reconciled",
+            adopted=len(report.adopted),
+            requeued=len(report.requeued),
+            removed_containers=len(report.removed_containers),
+        )
+    return report
+
+
+def _wake_stale_runs(rt: Runtime, report: ReconcileReport) -> None:
+    ttl = text(f"interval '{float(rt.settings.lease_ttl_s)} seconds'")
+    with rt.sessions.begin() as session:
+        rows = session.execute(
+            select(Run.id, Run.job_id, Job.batch_id, Job.max_runtime_s)
+            .join(Job, Job.id == Run.job_id)
+            .where(
+                Run.state.in_(LIVE_RUN_STATES),
+                func.coalesce(Run.heartbeat_at, Run.created_at) < func.now() - ttl,
+            )
+        ).all()
+        for run_id, job_id, batch_id, max_runtime in rows:
+            # Always enqueue: the dead manager's TaskTiger entry may still look active.
+            rt.enqueuer.enqueue(job_id, is_batch=batch_id is not None, max_runtime_s=max_runtime)
+            report.adopted.append(job_id)
+            if _last_event_kind(session, job_id) != "adoption_requested":
+                record_event(
+                    session, job_id, "adoption_requested", {"reason": "stale_lease"}, run_id=run_id
+                )
+                log.info("stale lease: waking a manager to adopt", job_id=str(job_id))
+
+
+def _last_event_kind(session: Session, job_id: uuid.UUID) -> str | None:
+    return session.scalars(
+        select(JobEvent.kind).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
+    ).first()
+
+
+def _requeue_lost_wakeups(rt: Runtime, report: ReconcileReport) -> None:
+    with rt.sessions.begin() as session:
+        rows = session.execute(
+            select(Job.id, Job.batch_id, Job.max_runtime_s)
+            .outerjoin(Batch, Batch.id == Job.batch_id)
+            .where(
+                (Job.state == "queued")
+                | ((Job.state == "retry_wait") & (Job.next_attempt_at <= func.now())),
+                # A paused batch's jobs wait for an operator, not for a wake-up.
+                (Job.batch_id.is_(None)) | (Batch.state == "open"),
+            )
+        ).all()
+        for job_id, batch_id, max_runtime in rows:
+            is_batch = batch_id is not None
+            if rt.enqueuer.is_queued(job_id, is_batch=is_batch):
+                continue
+            rt.enqueuer.enqueue(job_id, is_batch=is_batch, max_runtime_s=max_runtime)
+            record_event(session, job_id, "requeued", {"reason": "no queue entry"})
+            report.requeued.append(job_id)
+            log.info("queue entry missing: requeued", job_id=str(job_id))
+
+
+def _remove_leaked_containers(rt: Runtime, report: ReconcileReport) -> None:
+    prices = PriceTable.from_settings(rt.settings)
+    for container in rt.backend.list_ours():
+        if container.tags.get("app", APP_TAG) != APP_TAG:
+            continue
+        with rt.sessions.begin() as session:
+            run = session.scalars(select(Run).where(Run.container_name == container.name)).first()
+            if run is not None and run.state in LIVE_RUN_STATES:
+                continue  # a live run's container, never touched here
+            rt.backend.remove(container.name)
+            report.removed_containers.append(container.name)
+            _charge_leak(session, run, container.status, prices)
+            log.info("leaked container removed", container=container.name)
+
+
+def _charge_leak(session: Session, run: Run | None, status: object, prices: PriceTable) -> None:
+    """Book what a leaked container cost to its job, unless its run already paid."""
+    from taskmanager.backends.base import ContainerStatus
+
+    if run is None or not isinstance(status, ContainerStatus):
+        return
+    if run.cost_usd is not None:
+        record_event(
+            session,
+            run.job_id,
+            "leaked_container_removed",
+            {"container": run.container_name},
+            run_id=run.id,
+        )
+        return
+    seconds = 0.0
+    if status.started_at is not None and status.finished_at is not None:
+        seconds = (status.finished_at - status.started_at).total_seconds()
+    cost = container_cost(prices, seconds, run.cpu, run.memory_gb, is_spot=run.is_spot)
+    job = session.get_one(Job, run.job_id)
+    job.actual_cost_usd += cost
+    record_event(
+        session, run.job_id, "leaked_container_removed",
+        {"container": run.container_name, "cost_usd": str(cost)}, run_id=run.id,
+    )  # fmt: skip

@@ -1,0 +1,347 @@
+"""Supervise one job attempt: lease, launch or adopt, watch, and hand over to finishing.
+
+One call of ``Supervisor.supervise(job_id)`` does an attempt's whole life. It is safe to
+call any number of times, from any number of managers: the job row lock decides who
+creates the attempt, the run lease decides who watches it, and the lease token fences
+every write, so a manager that lost its lease changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import structlog
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from taskmanager.admission import admit
+from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
+from taskmanager.containerspec import FakeJobNotAllowed, build_spec, container_name
+from taskmanager.finishing import Outcome, finish_attempt
+from taskmanager.leases import Heartbeat, release_lease, renew_lease, take_lease
+from taskmanager.models import Job, JobEvent, Run, Template, Upload
+from taskmanager.progress import ProgressTracker
+from taskmanager.runtime import Runtime
+from taskmanager.states import JobState, RunState
+from taskmanager.transitions import ConcurrentChange, record_event, transition_job, transition_run
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# How long to wait before retrying the database after it failed to answer.
+_DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    run_id: uuid.UUID
+    name: str
+
+
+class LeaseLost(Exception):
+    """Another manager took the run over; stop touching it."""
+
+
+class CancelledBeforeLaunch(Exception):
+    """The job was cancelled before its container was started: start nothing."""
+
+
+class Supervisor:
+    """Runs ``supervise`` for one manager identity."""
+
+    def __init__(self, runtime: Runtime, owner: str) -> None:
+        self.rt = runtime
+        self.owner = owner
+
+    def supervise(self, job_id: uuid.UUID) -> None:
+        """Drive the job's current attempt as far as this manager can."""
+        bound = log.bind(job_id=str(job_id), manager=self.owner)
+        attempt = self._with_db_retry(lambda: self._prepare(job_id))
+        if attempt is None:
+            return
+        token = self._with_db_retry(lambda: self._take_lease(attempt.run_id))
+        if token is None:
+            bound.info("run supervised elsewhere", container=attempt.name)
+            return
+        bound = bound.bind(container=attempt.name, lease_token=token)
+        try:
+            try:
+                self._launch_or_adopt(attempt, token, bound)
+            except BackendError as exc:
+                finish_attempt(self.rt, attempt.run_id, token, Outcome.launch_failed(exc), bound)
+                return
+            except CancelledBeforeLaunch:
+                finish_attempt(self.rt, attempt.run_id, token, Outcome.not_launched(), bound)
+                return
+            outcome = self._watch(attempt, token, bound)
+            if outcome is None:  # shutting down: the run was handed over
+                return
+            finish_attempt(self.rt, attempt.run_id, token, outcome, bound)
+        except LeaseLost:
+            bound.warning("lease lost; leaving the run to its new manager")
+
+    # --- phase 1: decide the attempt ---------------------------------------------------
+
+    def _prepare(self, job_id: uuid.UUID) -> _Attempt | None:
+        """Create the next attempt (if admitted) or find the current one, in one transaction."""
+        with self.rt.sessions.begin() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None:
+                log.warning("no such job", job_id=str(job_id))
+                return None
+            state = job.job_state
+            if state is JobState.RETRY_WAIT:
+                if not self._is_due(session, job):
+                    return None
+                transition_job(session, job, JobState.QUEUED, reason="backoff over")
+                state = JobState.QUEUED
+            if state is JobState.QUEUED:
+                return self._start_attempt(session, job)
+            if state in (JobState.STARTING, JobState.RUNNING):
+                run = session.scalars(
+                    select(Run).where(Run.job_id == job.id, Run.attempt == job.attempt)
+                ).one_or_none()
+                if run is None or run.run_state.is_terminal:
+                    log.error("active job without a live run", job_id=str(job.id))
+                    return None
+                return _Attempt(run.id, run.container_name)
+            return None  # terminal
+
+    def _is_due(self, session: Session, job: Job) -> bool:
+        """Tell whether a job in backoff may start its next attempt; re-arm it if not."""
+        now = session.execute(select(_db_now())).scalar_one()
+        if job.next_attempt_at is None or job.next_attempt_at <= now:
+            return True
+        wait = (job.next_attempt_at - now).total_seconds()
+        self.rt.enqueuer.enqueue(
+            job.id, is_batch=job.batch_id is not None, max_runtime_s=job.max_runtime_s, delay_s=wait
+        )
+        return False
+
+    def _start_attempt(self, session: Session, job: Job) -> _Attempt | None:
+        if job.cancel_requested:
+            transition_job(session, job, JobState.CANCELLED, reason="cancelled while queued")
+            return None
+        template = session.get_one(Template, job.template_id)
+        admission = admit(session, job, template, self.rt.settings)
+        if not admission.is_admitted:
+            self._note_refusal(session, job, admission.reason or "refused")
+            if admission.retry_after_s is not None:
+                self.rt.enqueuer.enqueue(
+                    job.id,
+                    is_batch=job.batch_id is not None,
+                    max_runtime_s=job.max_runtime_s,
+                    delay_s=admission.retry_after_s,
+                )
+            return None
+        attempt = job.attempt + 1
+        run = Run(
+            job_id=job.id,
+            attempt=attempt,
+            container_name=container_name(job.id, attempt),
+            backend=self.rt.backend.name,
+            cpu=job.cpu,
+            memory_gb=job.memory_gb,
+            is_spot=job.is_spot,
+        )
+        session.add(run)
+        session.flush()
+        transition_job(
+            session,
+            job,
+            JobState.STARTING,
+            reason="admitted",
+            run_id=run.id,
+            data={"attempt": attempt, "reserved_usd": str(admission.reserved_usd)},
+            attempt=attempt,
+            progress=0.0,
+            reserved_usd=admission.reserved_usd,
+            error_code=None,
+            error_message=None,
+        )
+        return _Attempt(run.id, run.container_name)
+
+    def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
+        """Record why the job waits, once per reason (not on every re-check)."""
+        last = session.scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job.id, JobEvent.kind == "admission")
+            .order_by(JobEvent.id.desc())
+            .limit(1)
+        ).first()
+        if last is None or last.data.get("reason") != reason:
+            record_event(session, job.id, "admission", {"admitted": False, "reason": reason})
+            log.info("not admitted", job_id=str(job.id), reason=reason)
+
+    def _take_lease(self, run_id: uuid.UUID) -> int | None:
+        with self.rt.sessions.begin() as session:
+            return take_lease(session, run_id, self.owner, self.rt.settings.lease_ttl_s)
+
+    # --- phase 2: launch or adopt --------------------------------------------------------
+
+    def _launch_or_adopt(self, attempt: _Attempt, token: int, bound: structlog.BoundLogger) -> None:
+        status = self.rt.backend.status(attempt.name)
+        with self.rt.sessions.begin() as session:
+            run = session.get_one(Run, attempt.run_id)
+            if status.state is not ContainerState.NOT_FOUND:
+                record_event(
+                    session, run.job_id, "adopted", {"attempt": run.attempt, "lease_token": token},
+                    run_id=run.id,
+                )  # fmt: skip
+                bound.info("container adopted", state=status.state.value)
+                return
+            if run.run_state is RunState.RUNNING:
+                return  # the container vanished while unwatched; the watch loop marks it lost
+            job = session.get_one(Job, run.job_id)
+            if job.cancel_requested:
+                raise CancelledBeforeLaunch
+            template = session.get_one(Template, job.template_id)
+            upload = session.get_one(Upload, job.upload_id)
+            try:
+                spec = build_spec(
+                    job, run, token, template, upload, self.rt.storage, self.rt.settings
+                )
+            except FakeJobNotAllowed as exc:
+                raise BackendError(str(exc), is_retryable=False) from exc
+            if run.run_state is RunState.PENDING:
+                transition_run(
+                    session, run, RunState.LAUNCHING, lease_token=token, launched_at=_db_now()
+                )
+        try:
+            self.rt.backend.launch(spec)
+        except BackendError as exc:
+            bound.warning("launch refused", error=str(exc), is_retryable=exc.is_retryable)
+            raise
+        bound.info("container launched", image=spec.image)
+
+    # --- phase 3: watch ----------------------------------------------------------------
+
+    def _watch(self, attempt: _Attempt, token: int, bound: structlog.BoundLogger) -> Outcome | None:
+        """Watch until the container ends or must be ended; None when handed over."""
+        settings = self.rt.settings
+        backend = self.rt.backend
+        tracker = ProgressTracker()
+        cursor = 0
+        with self.rt.sessions() as session:
+            run = session.get_one(Run, attempt.run_id)
+            job = session.get_one(Job, run.job_id)
+            max_runtime = timedelta(seconds=job.max_runtime_s)
+            started_at = run.started_at
+        while True:
+            if self.rt.shutdown.is_set():
+                self._hand_over(attempt, token, bound)
+                return None
+            status = backend.status(attempt.name)
+            text, cursor = backend.logs_since(attempt.name, cursor)
+            tracker.feed(text)
+            beat = self._heartbeat(attempt, token, status, tracker)
+            if status.state is ContainerState.RUNNING and started_at is None:
+                started_at = self._mark_running(attempt, token, status)
+            if status.is_finished or status.state is ContainerState.NOT_FOUND:
+                text, cursor = backend.logs_since(attempt.name, cursor)
+                tracker.feed(text)
+                return Outcome.from_status(status, tracker)
+            if beat is not None and beat.is_cancel_requested:
+                return self._stop(attempt, "cancelled", tracker, bound)
+            if (
+                beat is not None
+                and started_at is not None
+                and beat.db_now - started_at > max_runtime
+            ):
+                return self._stop(attempt, "deadline", tracker, bound)
+            if tracker.seconds_since_change() > settings.stall_timeout_s:
+                return self._stop(attempt, "stalled", tracker, bound)
+            wait = settings.poll_interval_s
+            if beat is not None and started_at is not None:
+                remaining = (started_at + max_runtime - beat.db_now).total_seconds()
+                wait = min(wait, max(0.05, remaining + 0.05))
+            backend.wait(attempt.name, wait)
+
+    def _heartbeat(
+        self, attempt: _Attempt, token: int, status: ContainerStatus, tracker: ProgressTracker
+    ) -> Heartbeat | None:
+        """Renew the lease and store new progress; None if the database is unreachable."""
+        try:
+            with self.rt.sessions.begin() as session:
+                beat = renew_lease(session, attempt.run_id, token)
+                if beat is None:
+                    raise LeaseLost
+                if tracker.has_new_progress:
+                    tracker.has_new_progress = False
+                    run = session.get_one(Run, attempt.run_id)
+                    job = session.get_one(Job, run.job_id)
+                    job.progress = tracker.fraction
+                    record_event(
+                        session, run.job_id, "progress",
+                        {"done": tracker.done, "total": tracker.total,
+                         "progress": tracker.fraction},
+                        run_id=run.id,
+                    )  # fmt: skip
+                return beat
+        except DBAPIError as exc:
+            # Ride out a database restart: the container keeps running, and the lease
+            # stays ours unless the outage outlasts its TTL (then the token check fences us).
+            log.warning("database unreachable during watch", error=type(exc).__name__)
+            return None
+
+    def _mark_running(
+        self, attempt: _Attempt, token: int, status: ContainerStatus
+    ) -> datetime | None:
+        """Record that the container runs: run → running, job → running."""
+        try:
+            with self.rt.sessions.begin() as session:
+                run = session.get_one(Run, attempt.run_id)
+                if run.run_state is RunState.LAUNCHING or run.run_state is RunState.PENDING:
+                    if run.run_state is RunState.PENDING:
+                        transition_run(session, run, RunState.LAUNCHING, lease_token=token)
+                    transition_run(session, run, RunState.RUNNING, lease_token=token)
+                job = session.get_one(Job, run.job_id, with_for_update=True)
+                if job.job_state is JobState.STARTING:
+                    transition_job(session, job, JobState.RUNNING, run_id=run.id)
+                return run.started_at
+        except ConcurrentChange as exc:
+            raise LeaseLost from exc
+        except DBAPIError:
+            return None
+
+    def _stop(
+        self, attempt: _Attempt, reason: str, tracker: ProgressTracker, bound: structlog.BoundLogger
+    ) -> Outcome:
+        bound.info("stopping container", reason=reason)
+        self.rt.backend.stop(attempt.name, self.rt.settings.stop_grace_s)
+        return Outcome.stopped(reason, self.rt.backend.status(attempt.name), tracker)
+
+    def _hand_over(self, attempt: _Attempt, token: int, bound: structlog.BoundLogger) -> None:
+        """Release the lease and wake another manager; the container keeps running."""
+        with self.rt.sessions.begin() as session:
+            if release_lease(session, attempt.run_id, token):
+                run = session.get_one(Run, attempt.run_id)
+                job = session.get_one(Job, run.job_id)
+                record_event(session, job.id, "handed_over", {"manager": self.owner}, run_id=run.id)
+                self.rt.enqueuer.enqueue(
+                    job.id, is_batch=job.batch_id is not None, max_runtime_s=job.max_runtime_s
+                )
+        bound.info("run handed over for shutdown")
+
+    def _with_db_retry(self, step: Callable[[], T]) -> T | None:
+        """Run a database step, retrying with backoff while the database is unreachable."""
+        for delay in (*_DB_RETRY_S, None):
+            try:
+                return step()
+            except ConcurrentChange:
+                return None
+            except OperationalError:
+                if delay is None:
+                    raise
+                log.warning("database unreachable; retrying", retry_in_s=delay)
+                self.rt.shutdown.wait(delay)
+        return None
+
+
+def _db_now() -> ColumnElement[datetime]:
+    return func.now()

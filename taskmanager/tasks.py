@@ -1,0 +1,47 @@
+"""The TaskTiger task functions and the per-process runtime they use.
+
+TaskTiger imports a task by its dotted path in the worker and calls it in a forked
+child, so these are plain module-level functions; options (queue, hard timeout,
+retries, uniqueness) are given where the task is enqueued (``queueing.py``). The
+runtime is installed once per worker process (``worker.py``) before any fork; no
+TaskTiger instance is needed at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+
+from taskmanager.leases import manager_id
+from taskmanager.runtime import Runtime
+from taskmanager.supervisor import Supervisor
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+
+
+def install_runtime(runtime: Runtime) -> None:
+    """Make ``runtime`` the one this process's tasks use."""
+    global _runtime, _runtime_pid
+    _runtime, _runtime_pid = runtime, os.getpid()
+
+
+def current_runtime() -> Runtime:
+    """Return the installed runtime, made safe to use in a freshly forked child."""
+    global _runtime_pid
+    if _runtime is None:
+        raise RuntimeError("no runtime installed: tasks run inside `clipyard worker`")
+    if _runtime_pid != os.getpid():
+        # Connections inherited across fork belong to the parent: drop (not close) them.
+        _runtime.engine.dispose(close=False)
+        _runtime_pid = os.getpid()
+    return _runtime
+
+
+def supervise(job_id: str) -> None:
+    """TaskTiger task: drive one job's current attempt (see ``Supervisor``)."""
+    runtime = current_runtime()
+    # SIGTERM (graceful worker shutdown) hands the run over instead of killing it.
+    signal.signal(signal.SIGTERM, lambda *_: runtime.shutdown.set())
+    Supervisor(runtime, manager_id()).supervise(uuid.UUID(job_id))

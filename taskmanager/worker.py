@@ -1,0 +1,55 @@
+"""One task-manager process: a TaskTiger worker serving the given queues.
+
+``python -m taskmanager.worker --queues interactive,batch``; ``clipyard worker`` starts
+several of these and runs the reconciler beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tasktiger import Worker
+
+from taskmanager.backends import create_backend
+from taskmanager.db import create_db_engine, create_session_factory
+from taskmanager.logs import configure_logging
+from taskmanager.queueing import TaskTigerEnqueuer, create_redis, create_tiger
+from taskmanager.runtime import Runtime
+from taskmanager.settings import Settings
+from taskmanager.storage import create_storage
+from taskmanager.tasks import install_runtime
+
+
+def build_runtime(settings: Settings, database_url: str, redis_url: str) -> Runtime:
+    """Build a process's runtime from settings and the resolved service URLs."""
+    engine = create_db_engine(database_url)
+    tiger = create_tiger(settings, create_redis(redis_url))
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        backend=create_backend(settings),
+        storage=create_storage(settings),
+        enqueuer=TaskTigerEnqueuer(tiger, settings),
+    )
+
+
+def main() -> None:
+    """Serve the queues until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m taskmanager.worker")
+    parser.add_argument("--queues", required=True, help="comma-separated queue names")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.database_url is None or settings.redis_url is None:
+        raise SystemExit("a worker needs DATABASE_URL and REDIS_URL (clipyard worker sets them)")
+    runtime = build_runtime(
+        settings, settings.database_url.get_secret_value(), settings.redis_url.get_secret_value()
+    )
+    install_runtime(runtime)
+    tiger = runtime.enqueuer.tiger  # type: ignore[attr-defined]
+    Worker(tiger, queues=args.queues.split(",")).run()
+
+
+if __name__ == "__main__":
+    main()

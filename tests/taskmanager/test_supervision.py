@@ -1,0 +1,172 @@
+"""Supervision end to end: real Postgres, real Redis, real worker processes and containers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+
+from taskmanager.jobs import cancel_job, job_events
+from taskmanager.models import Run
+from taskmanager.runtime import Runtime
+from taskmanager.settings import Settings
+from taskmanager.states import JobState
+from taskmanager.supervisor import Supervisor
+from tests.taskmanager.conftest import SubmitFake, WorkerPool, wait_for_job
+
+TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+
+
+def test_happy_path(runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 0.5, "steps": 5})
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == "succeeded"
+    assert done.progress == 1.0
+    assert done.actual_cost_usd > 0
+    with runtime.sessions() as session:
+        [run] = session.scalars(select(Run).where(Run.job_id == job.id))
+        assert run.state == "succeeded"
+        assert run.exit_code == 0
+        assert run.log_key is not None
+    assert runtime.storage.exists(run.log_key)
+    assert runtime.backend.list_ours() == []
+
+
+def _runs(runtime: Runtime, job_id: object) -> list[Run]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Run).where(Run.job_id == job_id).order_by(Run.attempt)))
+
+
+def _event_kinds(runtime: Runtime, job_id: uuid.UUID) -> list[str]:
+    return [event.kind for event in job_events(runtime.sessions, job_id)]
+
+
+def _container_starts(runtime: Runtime, run: Run) -> int:
+    """Count how many times the attempt's container started, from its saved log."""
+    assert run.log_key is not None
+    text = b"".join(runtime.storage.iter_bytes(run.log_key)).decode()
+    return sum(1 for line in text.splitlines() if json.loads(line).get("event") == "start")
+
+
+def test_transient_failure_is_retried_then_succeeds(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 0.2, "exit_codes": [3, 0]})
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == "succeeded"
+    assert done.attempt == 2
+    runs = _runs(runtime, job.id)
+    assert [(r.state, r.exit_code, r.failure_kind) for r in runs] == [
+        ("failed", 3, "storage"),
+        ("succeeded", 0, None),
+    ]
+    assert "retry_wait" in [e.to_state for e in job_events(runtime.sessions, job.id)]
+
+
+def test_bad_input_fails_at_once_without_retry(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 0.1, "exit_code": 2})
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert (done.state, done.error_code, done.attempt) == ("failed", "bad_input", 1)
+    assert done.error_message == "fake failure"
+    assert len(_runs(runtime, job.id)) == 1
+
+
+def test_retries_stop_at_max_attempts(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 0.1, "exit_code": 1}, max_attempts=2)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert (done.state, done.error_code, done.attempt) == ("failed", "crash", 2)
+
+
+def test_cancel_while_queued_never_starts_a_container(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    job = submit_fake({"seconds": 5})
+    cancel_job(runtime.sessions, job.id)
+    workers.start(1)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == "cancelled"
+    assert _runs(runtime, job.id) == []
+
+
+def test_cancel_while_starting_launches_nothing(runtime: Runtime, submit_fake: SubmitFake) -> None:
+    job = submit_fake({"seconds": 5})
+    supervisor = Supervisor(runtime, "test-manager")
+    attempt = supervisor._prepare(job.id)  # admitted: the run exists, nothing launched yet
+    assert attempt is not None
+    assert wait_for_job(runtime, job.id, {JobState.STARTING}).state == "starting"
+    cancel_job(runtime.sessions, job.id)
+    supervisor.supervise(job.id)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == "cancelled"
+    [run] = _runs(runtime, job.id)
+    assert run.state == "cancelled"
+    assert run.launched_at is None
+    assert runtime.backend.list_ours() == []
+
+
+def test_cancel_while_running_stops_and_removes_the_container(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 30})
+    wait_for_job(runtime, job.id, {JobState.RUNNING})
+    cancel_job(runtime.sessions, job.id)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == "cancelled"
+    [run] = _runs(runtime, job.id)
+    assert run.state == "cancelled"
+    assert run.exit_code == 128 + 15
+    assert runtime.backend.list_ours() == []
+
+
+def test_container_ignoring_sigterm_is_killed(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 30, "ignore_sigterm": True})
+    wait_for_job(runtime, job.id, {JobState.RUNNING})
+    cancel_job(runtime.sessions, job.id)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == "cancelled"
+    [run] = _runs(runtime, job.id)
+    assert run.exit_code == 128 + 9
+    assert runtime.backend.list_ours() == []
+
+
+def test_deadline_kills_the_container(
+    runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
+) -> None:
+    workers.start(1)
+    job = submit_fake({"seconds": 30}, max_runtime_s=1)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert (done.state, done.error_code) == ("timed_out", "deadline")
+    [run] = _runs(runtime, job.id)
+    assert run.state == "timed_out"
+    assert run.billed_seconds is not None
+    assert 1.0 <= run.billed_seconds < 30
+    assert runtime.backend.list_ours() == []
+
+
+def test_stalled_container_is_killed_and_retried(
+    runtime: Runtime, manager_settings: Settings, tmp_path: Path, submit_fake: SubmitFake
+) -> None:
+    pool = WorkerPool(manager_settings.model_copy(update={"stall_timeout_s": 1.0}), tmp_path)
+    try:
+        pool.start(1)
+        job = submit_fake({"hang": True}, max_attempts=2)
+        done = wait_for_job(runtime, job.id, TERMINAL)
+    finally:
+        pool.stop()
+    assert (done.state, done.error_code, done.attempt) == ("failed", "stalled", 2)
+    assert [r.state for r in _runs(runtime, job.id)] == ["timed_out", "timed_out"]
+    assert runtime.backend.list_ours() == []
