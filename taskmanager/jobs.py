@@ -74,8 +74,14 @@ class JobRequest:
 def _check_bounds(request: JobRequest, settings: Settings) -> tuple[Decimal, Decimal, int, int]:
     cpu = request.cpu if request.cpu is not None else settings.default_cpu
     memory = request.memory_gb if request.memory_gb is not None else settings.default_memory_gb
-    runtime = request.max_runtime_s or settings.default_max_runtime_s
-    attempts = request.max_attempts or settings.default_max_attempts
+    runtime = (
+        request.max_runtime_s
+        if request.max_runtime_s is not None
+        else settings.default_max_runtime_s
+    )
+    attempts = (
+        request.max_attempts if request.max_attempts is not None else settings.default_max_attempts
+    )
     if not Decimal("0.25") <= cpu <= MAX_CPU:
         raise InvalidJobRequest("cpu", f"must be between 0.25 and {MAX_CPU} vCPUs")
     if not Decimal("0.5") <= memory <= MAX_MEMORY_GB:

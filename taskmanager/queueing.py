@@ -60,15 +60,21 @@ class TaskTigerEnqueuer:
         """Return the queue for batch or interactive work."""
         return self.settings.batch_queue if is_batch else self.settings.interactive_queue
 
-    def _task(self, job_id: uuid.UUID, queue: str, hard_timeout_s: float) -> Task:
+    def _task(
+        self, job_id: uuid.UUID, queue: str, hard_timeout_s: float, wake_key: str | None = None
+    ) -> Task:
         from taskmanager.tasks import supervise
 
-        # Unique: one entry per job whatever the number of wake-ups; the id is derived
-        # from the function and its arguments, so it can be looked up (see is_queued).
+        # Unique: one entry per job and wake key however often it is woken; the id is
+        # derived from the function and its arguments, so it can be looked up (is_queued).
+        # A wake key gives a distinct entry: TaskTiger parks a unique task whose id is
+        # still "active" (e.g. under a dead worker) until that entry expires, which
+        # would hold an adoption back by a minute.
+        args = [str(job_id)] if wake_key is None else [str(job_id), wake_key]
         return Task(
             self.tiger,
             supervise,
-            args=[str(job_id)],
+            args=args,
             queue=queue,
             unique=True,
             hard_timeout=hard_timeout_s,
@@ -83,12 +89,17 @@ class TaskTigerEnqueuer:
         is_batch: bool,
         max_runtime_s: float,
         delay_s: float | None = None,
+        wake_key: str | None = None,
     ) -> None:
-        """Wake a manager for ``job_id`` now (or after ``delay_s``)."""
+        """Wake a manager for ``job_id`` now (or after ``delay_s``).
+
+        ``wake_key`` names a wake-up that must not merge with the job's usual entry
+        (adopting a stale run, handing a run over).
+        """
         # The task must outlive the container's deadline plus the stop grace and the
         # finishing steps, or TaskTiger would kill a healthy supervisor.
         hard_timeout = max_runtime_s + self.settings.stop_grace_s + 120
-        task = self._task(job_id, self.queue_for(is_batch), hard_timeout)
+        task = self._task(job_id, self.queue_for(is_batch), hard_timeout, wake_key)
         when = timedelta(seconds=delay_s) if delay_s else None
         task.delay(when=when)
 

@@ -73,16 +73,21 @@ def _wake_stale_runs(rt: Runtime, report: ReconcileReport) -> None:
     ttl = text(f"interval '{float(rt.settings.lease_ttl_s)} seconds'")
     with rt.sessions.begin() as session:
         rows = session.execute(
-            select(Run.id, Run.job_id, Job.batch_id, Job.max_runtime_s)
+            select(Run.id, Run.job_id, Job.batch_id, Job.max_runtime_s, Run.lease_token)
             .join(Job, Job.id == Run.job_id)
             .where(
                 Run.state.in_(LIVE_RUN_STATES),
                 func.coalesce(Run.heartbeat_at, Run.created_at) < func.now() - ttl,
             )
         ).all()
-        for run_id, job_id, batch_id, max_runtime in rows:
-            # Always enqueue: the dead manager's TaskTiger entry may still look active.
-            rt.enqueuer.enqueue(job_id, is_batch=batch_id is not None, max_runtime_s=max_runtime)
+        for run_id, job_id, batch_id, max_runtime, token in rows:
+            # A wake key of its own: the dead manager's TaskTiger entry may look active.
+            rt.enqueuer.enqueue(
+                job_id,
+                is_batch=batch_id is not None,
+                max_runtime_s=max_runtime,
+                wake_key=f"adopt:{token}",
+            )
             report.adopted.append(job_id)
             if _last_event_kind(session, job_id) != "adoption_requested":
                 record_event(

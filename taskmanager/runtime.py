@@ -19,7 +19,13 @@ class Enqueuer(Protocol):
     """Wakes a manager for a job (TaskTiger in production)."""
 
     def enqueue(
-        self, job_id: UUID, *, is_batch: bool, max_runtime_s: float, delay_s: float | None = None
+        self,
+        job_id: UUID,
+        *,
+        is_batch: bool,
+        max_runtime_s: float,
+        delay_s: float | None = None,
+        wake_key: str | None = None,
     ) -> None:
         """Wake a manager for ``job_id`` now (or after ``delay_s``)."""
 

@@ -324,7 +324,10 @@ class Supervisor:
                 job = session.get_one(Job, run.job_id)
                 record_event(session, job.id, "handed_over", {"manager": self.owner}, run_id=run.id)
                 self.rt.enqueuer.enqueue(
-                    job.id, is_batch=job.batch_id is not None, max_runtime_s=job.max_runtime_s
+                    job.id,
+                    is_batch=job.batch_id is not None,
+                    max_runtime_s=job.max_runtime_s,
+                    wake_key=f"handover:{token}",
                 )
         bound.info("run handed over for shutdown")
 

@@ -39,8 +39,11 @@ def current_runtime() -> Runtime:
     return _runtime
 
 
-def supervise(job_id: str) -> None:
-    """TaskTiger task: drive one job's current attempt (see ``Supervisor``)."""
+def supervise(job_id: str, wake_key: str | None = None) -> None:
+    """TaskTiger task: drive one job's current attempt (see ``Supervisor``).
+
+    ``wake_key`` only makes the queue entry distinct (see ``TaskTigerEnqueuer``).
+    """
     runtime = current_runtime()
     # SIGTERM (graceful worker shutdown) hands the run over instead of killing it.
     signal.signal(signal.SIGTERM, lambda *_: runtime.shutdown.set())

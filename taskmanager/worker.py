@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+import structlog
 from tasktiger import Worker
+from tasktiger.exceptions import TaskNotFound
 
 from taskmanager.backends import create_backend
 from taskmanager.db import create_db_engine, create_session_factory
@@ -18,6 +20,8 @@ from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.storage import create_storage
 from taskmanager.tasks import install_runtime
+
+log = structlog.get_logger(__name__)
 
 
 def build_runtime(settings: Settings, database_url: str, redis_url: str) -> Runtime:
@@ -48,7 +52,15 @@ def main() -> None:
     )
     install_runtime(runtime)
     tiger = runtime.enqueuer.tiger  # type: ignore[attr-defined]
-    Worker(tiger, queues=args.queues.split(",")).run()
+    while True:
+        worker = Worker(tiger, queues=args.queues.split(","))
+        try:
+            worker.run()
+            return
+        except TaskNotFound:
+            # Redis lost the task under us (flushed, failed over). Postgres still has the
+            # job and the reconciler re-enqueues it: carry on serving the queues.
+            log.warning("task vanished from Redis; worker restarting")
 
 
 if __name__ == "__main__":

@@ -15,23 +15,22 @@ from taskmanager.localservices import EmbeddedRedis
 from taskmanager.settings import Settings
 from tests.services import Azurite, ThrowawayDatabases, run_azurite
 
-_MACHINE_SERVICES = ("postgres", "redis-server")
+# The machine's own PostgreSQL and Redis listen on their standard ports; ours never do.
+_MACHINE_PORTS = (5432, 6379)
 
 
 def _machine_service_pids() -> set[int]:
-    """Return the PIDs of PostgreSQL and Redis processes this session did not start."""
-    ours = {proc.pid for proc in psutil.Process().children(recursive=True)}
-    pids = set()
-    for proc in psutil.process_iter(["name", "pid"]):
-        name = proc.info["name"] or ""
-        if any(name.startswith(service) for service in _MACHINE_SERVICES) and proc.pid not in ours:
-            pids.add(proc.pid)
-    return pids
+    """Return the PIDs of whatever listens on the standard PostgreSQL and Redis ports."""
+    return {
+        conn.pid
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in _MACHINE_PORTS and conn.pid
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)
 def machine_services_untouched() -> Iterator[None]:
-    """Fail the session if any PostgreSQL or Redis that was running before it has died."""
+    """Fail the session if a server on the standard PostgreSQL/Redis ports has gone."""
     before = _machine_service_pids()
     yield
     gone = {pid for pid in before if not psutil.pid_exists(pid)}

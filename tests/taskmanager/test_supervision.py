@@ -8,12 +8,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from taskmanager.jobs import cancel_job, job_events
+from taskmanager.jobs import cancel_job, get_job, job_events
 from taskmanager.models import Run
 from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from taskmanager.supervisor import Supervisor
+from tests.services import wait_until
 from tests.taskmanager.conftest import SubmitFake, WorkerPool, wait_for_job
 
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
@@ -133,8 +134,9 @@ def test_container_ignoring_sigterm_is_killed(
     runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
 ) -> None:
     workers.start(1)
-    job = submit_fake({"seconds": 30, "ignore_sigterm": True})
-    wait_for_job(runtime, job.id, {JobState.RUNNING})
+    job = submit_fake({"seconds": 30, "steps": 300, "ignore_sigterm": True})
+    # Progress comes after the program has set SIGTERM aside.
+    wait_until(lambda: get_job(runtime.sessions, job.id).progress > 0, 10, "progress")
     cancel_job(runtime.sessions, job.id)
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "cancelled"
