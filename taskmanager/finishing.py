@@ -173,6 +173,7 @@ def finish_attempt(
                 exit_code=outcome.exit_code, failure_kind=outcome.failure_kind,
                 billed_seconds=billed, cost_usd=cost, log_key=log_blob,
                 peak_rss_mb=outcome.peak_rss_mb, cpu_seconds=outcome.cpu_seconds,
+                **_container_times(outcome),
             )  # fmt: skip
         except ConcurrentChange:
             bound.warning("lease lost before finishing; the new manager finishes the run")
@@ -201,6 +202,12 @@ def finish_attempt(
         rt.enqueuer.enqueue(
             run.job_id, is_batch=is_batch, max_runtime_s=max_runtime, delay_s=retry_delay
         )
+
+
+def _container_times(outcome: Outcome) -> dict[str, datetime]:
+    """Return the container's own start and exit times, where the backend reported them."""
+    times = {"started_at": outcome.started_at, "finished_at": outcome.finished_at}
+    return {name: value for name, value in times.items() if value is not None}
 
 
 def _billed_seconds(outcome: Outcome, run: Run, db_now: datetime) -> float:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import ColumnElement, func, select
@@ -299,7 +299,11 @@ class Supervisor:
                 if run.run_state is RunState.LAUNCHING or run.run_state is RunState.PENDING:
                     if run.run_state is RunState.PENDING:
                         transition_run(session, run, RunState.LAUNCHING, lease_token=token)
-                    transition_run(session, run, RunState.RUNNING, lease_token=token)
+                    # The container's own start time, where the backend knows it.
+                    started: dict[str, Any] = (
+                        {"started_at": status.started_at} if status.started_at else {}
+                    )
+                    transition_run(session, run, RunState.RUNNING, lease_token=token, **started)
                 job = session.get_one(Job, run.job_id, with_for_update=True)
                 if job.job_state is JobState.STARTING:
                     transition_job(session, job, JobState.RUNNING, run_id=run.id)

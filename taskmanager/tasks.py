@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import uuid
+from types import FrameType
 
 from taskmanager.leases import manager_id
 from taskmanager.runtime import Runtime
@@ -45,6 +47,22 @@ def supervise(job_id: str, wake_key: str | None = None) -> None:
     ``wake_key`` only makes the queue entry distinct (see ``TaskTigerEnqueuer``).
     """
     runtime = current_runtime()
-    # SIGTERM (graceful worker shutdown) hands the run over instead of killing it.
-    signal.signal(signal.SIGTERM, lambda *_: runtime.shutdown.set())
-    Supervisor(runtime, manager_id()).supervise(uuid.UUID(job_id))
+    if runtime.shutdown.is_set():
+        return  # this worker is stopping: leave the job to the next manager
+    # SIGTERM (graceful shutdown) hands the run over instead of killing it, and still
+    # reaches TaskTiger's own handler so the worker stops after this task.
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        runtime.shutdown.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    is_main_thread = threading.current_thread() is threading.main_thread()
+    if is_main_thread:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        Supervisor(runtime, manager_id()).supervise(uuid.UUID(job_id))
+    finally:
+        if is_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -11,6 +11,7 @@ import argparse
 import structlog
 from tasktiger import Worker
 from tasktiger.exceptions import TaskNotFound
+from tasktiger.executor import SyncExecutor
 
 from taskmanager.backends import create_backend
 from taskmanager.db import create_db_engine, create_session_factory
@@ -53,7 +54,11 @@ def main() -> None:
     install_runtime(runtime)
     tiger = runtime.enqueuer.tiger  # type: ignore[attr-defined]
     while True:
-        worker = Worker(tiger, queues=args.queues.split(","))
+        # In-process execution: a supervisor is light (it only watches a container), so
+        # forking one per task would only throw away the warm connection pool and
+        # SQLAlchemy's statement cache every time. A crash loses nothing: the lease
+        # goes stale and another manager adopts the run.
+        worker = Worker(tiger, queues=args.queues.split(","), executor_class=SyncExecutor)
         try:
             worker.run()
             return

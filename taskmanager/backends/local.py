@@ -104,15 +104,19 @@ class LocalBackend:
                 peak_rss_mb=usage.get("peak_rss_mb"),
                 cpu_seconds=usage.get("cpu_seconds"),
             )
-        if self._is_shim_alive(run_dir):
+        pid = _read_int(run_dir / "shim.pid")
+        if pid is None:
+            # Not started yet; the launch has failed if it stays like this too long.
+            created_at = json.loads(_read(run_dir / "spec.json") or "{}").get("created_at", 0)
+            if time.time() - created_at < _START_TIMEOUT_S:
+                return ContainerStatus(ContainerState.PENDING)
+            return ContainerStatus(ContainerState.LOST, detail="never started")
+        if _is_alive(pid, run_dir):
             state = ContainerState.RUNNING if started_at else ContainerState.PENDING
             return ContainerStatus(state, started_at=started_at)
-        # Exit file not yet written: look again, the shim may have finished in between.
+        # The shim writes the exit code just before exiting: look once more.
         if (run_dir / "exit_code").exists():
             return self.status(name)
-        created_at = json.loads(_read(run_dir / "spec.json") or "{}").get("created_at", 0)
-        if not (run_dir / "shim.pid").exists() and time.time() - created_at < _START_TIMEOUT_S:
-            return ContainerStatus(ContainerState.PENDING)
         return ContainerStatus(ContainerState.LOST, started_at=started_at, detail="vanished")
 
     def wait(self, name: str, timeout_s: float) -> None:
@@ -133,7 +137,7 @@ class LocalBackend:
         # The shim writes the exit code just before it exits; give the rename a moment.
         deadline = time.monotonic() + 0.5
         while not (run_dir / "exit_code").exists() and time.monotonic() < deadline:
-            if self._is_shim_alive(run_dir):
+            if _is_alive(pid, run_dir):
                 return
             time.sleep(0.005)
 
@@ -193,16 +197,14 @@ class LocalBackend:
         """Return the file holding the container's whole log (for saving it at the end)."""
         return self._dir(name) / "output.log"
 
-    def _is_shim_alive(self, run_dir: Path) -> bool:
-        pid = _read_int(run_dir / "shim.pid")
-        if pid is None:
-            return False
-        try:
-            # Guard against pid reuse: the live process must be this run's shim.
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            return False
-        return str(run_dir).encode() in cmdline
+
+def _is_alive(pid: int, run_dir: Path) -> bool:
+    """Tell whether ``pid`` is this run's shim (guarding against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return str(run_dir).encode() in cmdline
 
 
 def _read(path: Path) -> str | None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -55,18 +56,31 @@ def up(host: str, port: int, fresh: bool) -> None:
         upgrade_database(urls.database_url)
         click.echo(f"database: {redact_url(urls.database_url)}")
         click.echo(f"redis:    {redact_url(urls.redis_url)}")
-        api = subprocess.Popen(
-            [sys.executable, "-m", "backend", "--host", host, "--port", str(port)],
-            env=child_environment(urls),
-        )
+        env = child_environment(urls)
+        clipyard = str(Path(sys.executable).parent / "clipyard")
+        children = {
+            "api": subprocess.Popen(
+                [sys.executable, "-m", "backend", "--host", host, "--port", str(port)], env=env
+            ),
+            # Separate pools: a large batch never holds the web app's jobs back.
+            "interactive managers": subprocess.Popen(
+                [clipyard, "worker", "--queues", settings.interactive_queue, "-n", "2"], env=env
+            ),
+            "batch managers": subprocess.Popen(
+                [clipyard, "worker", "--queues", settings.batch_queue, "-n", "2", "--no-reconcile"],
+                env=env,
+            ),
+        }
         click.echo(f"clipyard is up at http://{host}:{port}/ (Ctrl-C stops it)")
         try:
-            _wait_for_interrupt({"api": api})
+            _wait_for_interrupt(children)
         finally:
-            api.terminate()
-            try:
-                api.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                api.kill()
-                api.wait()
+            for child in children.values():
+                child.send_signal(signal.SIGTERM)
+            for child in children.values():
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
         click.echo("stopped")

@@ -1,0 +1,58 @@
+"""Shared benchmark plumbing: throwaway services, figures as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskmanager.localservices import EmbeddedPostgres, EmbeddedRedis
+from taskmanager.migrate import upgrade_database
+
+
+def emit(metric: str, value: float, unit: str, goal: str = "") -> None:
+    """Print one figure as a JSON line."""
+    print(
+        json.dumps({"metric": metric, "value": round(value, 4), "unit": unit, "goal": goal}),
+        flush=True,
+    )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Return the ``fraction`` quantile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    """Return the median of ``values``."""
+    return statistics.median(values)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Throwaway services for one benchmark run."""
+
+    root: Path
+    database_url: str
+    redis_url: str
+
+
+@contextmanager
+def throwaway_services() -> Iterator[Services]:
+    """Start a migrated PostgreSQL and a Redis in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="clipyard-bench-") as directory:
+        root = Path(directory)
+        postgres = EmbeddedPostgres(root / "postgres", is_throwaway=True)
+        redis_server = EmbeddedRedis(root / "redis", is_throwaway=True)
+        try:
+            upgrade_database(postgres.url)
+            yield Services(root, postgres.url, redis_server.url)
+        finally:
+            redis_server.stop()
+            postgres.stop()

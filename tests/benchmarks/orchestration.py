@@ -1,0 +1,278 @@
+"""Orchestration benchmark: what the guarantees cost on the local backend.
+
+Runs the real product path — the job service, TaskTiger, ``clipyard worker`` managers,
+the local container backend — with the scripted stand-in container, and beside it the
+floor: the same 200 commands run directly by a pool of 8.
+
+    .venv/bin/python -m tests.benchmarks.orchestration
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from taskmanager.backends.local import default_images
+from taskmanager.jobs import JobRequest, submit_job
+from taskmanager.models import Job, JobEvent, Run, Template, Upload, User
+from taskmanager.runtime import Runtime
+from taskmanager.settings import Settings
+from taskmanager.states import TERMINAL_JOB_STATES
+from taskmanager.worker import build_runtime
+from tests.benchmarks.common import Services, emit, median, percentile, throwaway_services
+
+JOBS = 200
+CONCURRENCY = 8
+JOB_SECONDS = 1.0
+LATENCY_JOBS = 30
+TERMINAL = {state.value for state in TERMINAL_JOB_STATES}
+
+
+def _environment(settings: Settings, services: Services) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPYARD_")}
+    env.update(
+        DATABASE_URL=services.database_url,
+        REDIS_URL=services.redis_url,
+        CLIPYARD_DATA_DIR=str(settings.data_dir),
+        CLIPYARD_ALLOW_FAKE_JOBS="true",
+        CLIPYARD_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def _seed(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID]:
+    with runtime.sessions.begin() as session:
+        user = User(email="bench@example.com", password_hash="x")
+        session.add(user)
+        session.flush()
+        upload = Upload(
+            owner_id=user.id, blob_key=f"uploads/{user.id}/p", content_type="image/png",
+            size_bytes=1, sha256="0" * 64, width=100, height=100,
+        )  # fmt: skip
+        template = Template(
+            name="bench", title="Bench", duration_s=1, fps=25, width=1280, height=720,
+            frame_count=25, placement_aspect=1.0, video_key="templates/bench/v.mp4",
+            track_key="templates/bench/t.json",
+        )  # fmt: skip
+        session.add_all([upload, template])
+        session.flush()
+        return user.id, upload.id
+
+
+def _submit(runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID], **fake: object) -> uuid.UUID:
+    request = JobRequest(
+        owner_id=owner[0], template_name="bench", upload_id=owner[1], params={"fake": fake}
+    )
+    job, _ = submit_job(runtime.sessions, runtime.enqueuer, runtime.settings, request)
+    return job.id
+
+
+def _wait_terminal(runtime: Runtime, job_ids: list[uuid.UUID], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with runtime.sessions() as session:
+            unfinished = session.scalar(
+                select(Job.id).where(Job.id.in_(job_ids), Job.state.not_in(TERMINAL)).limit(1)
+            )
+        if unfinished is None:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"jobs not finished within {timeout_s} s")
+
+
+def measure_floor() -> float:
+    """Run the same commands directly with a pool of 8; return the wall time."""
+    command = [*default_images()["fake"], "--seconds", str(JOB_SECONDS)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(
+            pool.map(
+                lambda _: subprocess.run(command, stdout=subprocess.DEVNULL, check=True),
+                range(JOBS),
+            )
+        )
+    return time.monotonic() - started
+
+
+class ManagerSampler:
+    """Sample the task managers' memory and CPU while they supervise runs.
+
+    Managers run supervisors in-process (TaskTiger's SyncExecutor), so a busy
+    manager's own RSS is the memory one concurrently supervised run costs.
+    """
+
+    def __init__(self, worker_pid: int) -> None:
+        self.root = psutil.Process(worker_pid)
+        self.rss_mb: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.cpu_s = 0.0
+
+    def _managers(self) -> list[psutil.Process]:
+        return [p for p in self.root.children() if "taskmanager.worker" in " ".join(p.cmdline())]
+
+    def _cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self._managers())
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for manager in self._managers():
+                try:
+                    self.rss_mb.append(manager.memory_info().rss / 2**20)
+                except psutil.NoSuchProcess:
+                    continue
+
+    def __enter__(self) -> ManagerSampler:
+        self._cpu_before = self._cpu()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.cpu_s = self._cpu() - self._cpu_before
+
+
+def measure_latencies(
+    runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID]
+) -> tuple[list[float], list[float]]:
+    """Run jobs one at a time; return submit→start and exit→terminal latencies."""
+    starts, finishes = [], []
+    for _ in range(LATENCY_JOBS):
+        job_id = _submit(runtime, owner, seconds=0.2, steps=2)
+        _wait_terminal(runtime, [job_id], 60)
+        with runtime.sessions() as session:
+            job = session.get_one(Job, job_id)
+            run = session.scalars(select(Run).where(Run.job_id == job_id)).one()
+            assert run.started_at is not None
+            assert run.finished_at is not None
+            assert job.finished_at is not None
+            starts.append((run.started_at - job.created_at).total_seconds())
+            finishes.append((job.finished_at - run.finished_at).total_seconds())
+    return starts, finishes
+
+
+def measure_adoption(runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID]) -> float:
+    """SIGKILL the manager supervising a run; return seconds until another adopts it."""
+    job_id = _submit(runtime, owner, seconds=600, steps=600)
+    deadline = time.monotonic() + 60
+    owner_pid = None
+    while owner_pid is None and time.monotonic() < deadline:
+        with runtime.sessions() as session:
+            run = session.scalars(select(Run).where(Run.job_id == job_id)).first()
+            if run is not None and run.state == "running" and run.lease_owner:
+                owner_pid = int(run.lease_owner.split(":")[1])
+        time.sleep(0.05)
+    assert owner_pid is not None, "the job never started"
+    os.killpg(os.getpgid(owner_pid), signal.SIGKILL)
+    killed_at = time.time()
+    while True:
+        with runtime.sessions() as session:
+            adopted = session.scalars(
+                select(JobEvent.created_at).where(
+                    JobEvent.job_id == job_id, JobEvent.kind == "adopted"
+                )
+            ).first()
+        if adopted is not None:
+            break
+        if time.time() - killed_at > 300:
+            raise TimeoutError("no manager adopted the run")
+        time.sleep(0.05)
+    from taskmanager.jobs import cancel_job
+
+    cancel_job(runtime.sessions, job_id)
+    _wait_terminal(runtime, [job_id], 60)
+    return adopted.timestamp() - killed_at
+
+
+def measure_kill_lateness(runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID]) -> float:
+    """Run past a 2 s deadline; return how late after the deadline the container ended."""
+    request = JobRequest(
+        owner_id=owner[0], template_name="bench", upload_id=owner[1],
+        params={"fake": {"seconds": 60}}, max_runtime_s=2,
+    )  # fmt: skip
+    job, _ = submit_job(runtime.sessions, runtime.enqueuer, runtime.settings, request)
+    _wait_terminal(runtime, [job.id], 60)
+    with runtime.sessions() as session:
+        run = session.scalars(select(Run).where(Run.job_id == job.id)).one()
+        assert run.state == "timed_out", run.state
+        assert run.started_at is not None
+        assert run.finished_at is not None
+        return (run.finished_at - run.started_at).total_seconds() - 2
+
+
+def main() -> None:
+    """Measure and print every figure."""
+    floor_s = measure_floor()
+    with throwaway_services() as services:
+        settings = Settings(
+            data_dir=services.root / "data",
+            database_url=SecretStr(services.database_url),
+            redis_url=SecretStr(services.redis_url),
+            allow_fake_jobs=True,
+            log_level="WARNING",
+        )
+        runtime = build_runtime(settings, services.database_url, services.redis_url)
+        owner = _seed(runtime)
+        log = (services.root / "workers.log").open("wb")
+        workers = subprocess.Popen(
+            [str(Path(sys.executable).parent / "clipyard"), "worker", "-n", str(CONCURRENCY)],
+            env=_environment(settings, services), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            time.sleep(2.0)  # let the managers connect before the clock starts
+            with ManagerSampler(workers.pid) as sampler:
+                started = time.monotonic()
+                job_ids = [_submit(runtime, owner, seconds=JOB_SECONDS) for _ in range(JOBS)]
+                _wait_terminal(runtime, job_ids, 600)
+                system_s = time.monotonic() - started
+            starts, finishes = measure_latencies(runtime, owner)
+            kill_lateness = measure_kill_lateness(runtime, owner)
+            adoption = measure_adoption(runtime, owner)
+        finally:
+            os.killpg(workers.pid, signal.SIGTERM)
+            workers.wait(timeout=90)
+            runtime.engine.dispose()
+    emit("orchestration.overhead_ratio", system_s / floor_s, "ratio", "<= 1.10")
+    emit(
+        "orchestration.system_s",
+        system_s,
+        "s",
+        f"{JOBS} jobs of {JOB_SECONDS:g} s at {CONCURRENCY}",
+    )
+    emit("orchestration.floor_s", floor_s, "s", f"{JOBS} commands, pool of {CONCURRENCY}")
+    emit("orchestration.start_latency_p50_s", median(starts), "s", "<= 0.15")
+    emit("orchestration.start_latency_p99_s", percentile(starts, 0.99), "s", "<= 0.5")
+    emit("orchestration.finish_latency_p50_s", median(finishes), "s", "<= 0.15")
+    emit("orchestration.finish_latency_p99_s", percentile(finishes, 0.99), "s", "<= 0.5")
+    bound = settings.lease_ttl_s + settings.reconcile_interval_s
+    emit(
+        "orchestration.adoption_s", adoption, "s", f"<= {bound:g} (lease TTL + reconcile interval)"
+    )
+    emit("orchestration.adoption_bound_s", bound, "s", "lease TTL + reconcile interval")
+    emit(
+        "orchestration.kill_lateness_s", kill_lateness, "s", f"<= {settings.poll_interval_s + 1:g}"
+    )
+    emit(
+        "orchestration.rss_per_run_mb",
+        median(sampler.rss_mb),
+        "MB",
+        "printed (one manager process per supervised run; no forked child)",
+    )
+    emit("orchestration.manager_cpu_s_per_job", sampler.cpu_s / JOBS, "s", "printed")
+
+
+if __name__ == "__main__":
+    main()
