@@ -21,6 +21,7 @@ _TAKE = text(
      WHERE id = :run_id
        AND state IN ('pending', 'launching', 'running')
        AND (lease_owner IS NULL
+            OR lease_owner = :owner
             OR heartbeat_at IS NULL
             OR heartbeat_at < now() - make_interval(secs => :ttl_s))
     RETURNING lease_token, lease_owner
@@ -54,7 +55,7 @@ class Heartbeat:
 
 
 def take_lease(session: Session, run_id: uuid.UUID, owner: str, ttl_s: float) -> int | None:
-    """Take the run's lease if it is free or stale; return the new token, or None."""
+    """Take the run's lease if it is free, stale or already ours; return the new token."""
     row = session.execute(_TAKE, {"run_id": run_id, "owner": owner, "ttl_s": ttl_s}).first()
     return int(row.lease_token) if row is not None else None
 

@@ -41,6 +41,8 @@ _DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 class _Attempt:
     run_id: uuid.UUID
     name: str
+    # Set when this manager created the run and so already holds its lease.
+    token: int | None = None
 
 
 class LeaseLost(Exception):
@@ -64,7 +66,7 @@ class Supervisor:
         attempt = self._with_db_retry(lambda: self._prepare(job_id))
         if attempt is None:
             return
-        token = self._with_db_retry(lambda: self._take_lease(attempt.run_id))
+        token = attempt.token or self._with_db_retry(lambda: self._take_lease(attempt.run_id))
         if token is None:
             bound.info("run supervised elsewhere", container=attempt.name)
             return
@@ -148,6 +150,10 @@ class Supervisor:
             cpu=job.cpu,
             memory_gb=job.memory_gb,
             is_spot=job.is_spot,
+            # The creator holds the first lease: no second transaction to take it.
+            lease_owner=self.owner,
+            lease_token=1,
+            heartbeat_at=func.now(),
         )
         session.add(run)
         session.flush()
@@ -164,7 +170,7 @@ class Supervisor:
             error_code=None,
             error_message=None,
         )
-        return _Attempt(run.id, run.container_name)
+        return _Attempt(run.id, run.container_name, token=1)
 
     def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
         """Record why the job waits, once per reason (not on every re-check)."""

@@ -72,9 +72,11 @@ class LocalBackend:
         record.pop("secure_env")
         record["created_at"] = time.time()
         (run_dir / "spec.json").write_text(json.dumps(record))
-        env_file = run_dir / "env.json"
+        env_file = run_dir / "env"
         env_file.touch(mode=0o600)
-        env_file.write_text(json.dumps({**spec.env, **spec.secure_env}))
+        env_file.write_bytes(
+            b"\0".join(f"{k}={v}".encode() for k, v in {**spec.env, **spec.secure_env}.items())
+        )
         command = [*self.images[spec.image], *spec.args]
         launcher = subprocess.Popen(
             [sys.executable, "-I", "-S", str(SHIM), str(run_dir), "--", *command],
