@@ -137,7 +137,8 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            # In-memory and throwaway: no reason to wait long for a graceful close.
+            process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
