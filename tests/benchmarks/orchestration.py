@@ -25,12 +25,13 @@ from sqlalchemy import select
 
 from taskmanager.backends.local import default_images
 from taskmanager.jobs import JobRequest, submit_job
-from taskmanager.models import Job, JobEvent, Run, Template, Upload, User
+from taskmanager.models import Job, JobEvent, Run
 from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
 from taskmanager.worker import build_runtime
 from tests.benchmarks.common import Services, emit, median, percentile, throwaway_services
+from tests.taskmanager.factories import make_owner_upload_template
 
 JOBS = 200
 CONCURRENCY = 8
@@ -53,21 +54,7 @@ def _environment(settings: Settings, services: Services) -> dict[str, str]:
 
 def _seed(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID]:
     with runtime.sessions.begin() as session:
-        user = User(email="bench@example.com", password_hash="x")
-        session.add(user)
-        session.flush()
-        upload = Upload(
-            owner_id=user.id, blob_key=f"uploads/{user.id}/p", content_type="image/png",
-            size_bytes=1, sha256="0" * 64, width=100, height=100,
-        )  # fmt: skip
-        template = Template(
-            name="bench", title="Bench", duration_s=1, fps=25, width=1280, height=720,
-            frame_count=25, placement_aspect=1.0, video_key="templates/bench/v.mp4",
-            track_key="templates/bench/t.json",
-        )  # fmt: skip
-        session.add_all([upload, template])
-        session.flush()
-        return user.id, upload.id
+        return make_owner_upload_template(session, "bench", duration_s=1.0)
 
 
 def _submit(runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID], **fake: object) -> uuid.UUID:

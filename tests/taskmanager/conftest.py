@@ -18,13 +18,14 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from taskmanager.jobs import JobRequest, submit_job
-from taskmanager.models import Job, Template, Upload, User
+from taskmanager.models import Job
 from taskmanager.reconciler import reconcile
 from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from taskmanager.worker import build_runtime
 from tests.services import REPO_ROOT
+from tests.taskmanager.factories import make_owner_upload_template
 
 FAST = {
     "lease_ttl_s": 2.0,
@@ -142,21 +143,8 @@ def reconciler(runtime: Runtime) -> Iterator[None]:
 def owner_and_upload(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID, str]:
     """Insert a user, an upload and a template; return (user id, upload id, template name)."""
     with runtime.sessions.begin() as session:
-        user = User(email=f"{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
-        session.add(user)
-        session.flush()
-        upload = Upload(
-            owner_id=user.id, blob_key=f"uploads/{user.id}/photo", content_type="image/png",
-            size_bytes=1, sha256="0" * 64, width=640, height=480,
-        )  # fmt: skip
-        template = Template(
-            name="frame", title="Frame", duration_s=5, fps=25, width=1280, height=720,
-            frame_count=125, placement_aspect=1.5, video_key="templates/frame/video.mp4",
-            track_key="templates/frame/track.json",
-        )  # fmt: skip
-        session.add_all([upload, template])
-        session.flush()
-        return user.id, upload.id, template.name
+        owner_id, upload_id = make_owner_upload_template(session, "frame")
+    return owner_id, upload_id, "frame"
 
 
 SubmitFake = Callable[..., Job]
