@@ -107,10 +107,72 @@ class Settings(BaseSettings):
     container_creates_per_5min: int = Field(default=100, ge=1)
     container_creates_per_hour: int = Field(default=300, ge=1)
 
+    # --- Azure Container Instances ---------------------------------------------------------
+    # Where container groups are created (required when container_backend is "aci").
+    aci_subscription_id: str | None = None
+    aci_resource_group: str | None = None
+    aci_location: str = "eastus"
+    # The image's ENTRYPOINT: ACI's command replaces it, so each group repeats it before args.
+    aci_entrypoint: str = "clipyard-composite"
+    # Registry the image comes from (e.g. myacr.azurecr.io), prefixed to unqualified images;
+    # pulled with a user-assigned identity (its resource id) or a username and password.
+    aci_registry_server: str | None = None
+    aci_registry_identity: str | None = None
+    aci_registry_username: str | None = None
+    aci_registry_password: SecretStr | None = None
+    # Subnet resource id for Regular groups (Spot groups cannot join a virtual network).
+    aci_subnet_id: str | None = None
+    # Client id of a user-assigned managed identity; unset: DefaultAzureCredential.
+    aci_managed_identity_client_id: str | None = None
+    # A group still provisioning (image pull, capacity) this long after creation is lost.
+    aci_start_timeout_s: float = Field(default=600.0, gt=0)
+    # ARM endpoint override and its CA bundle (tests point these at the ARM emulator).
+    aci_arm_endpoint: str | None = None
+    aci_ca_bundle: Path | None = None
+    # A bearer token used as is instead of an Azure credential: the ARM emulator only.
+    aci_static_token: SecretStr | None = None
+    # Creates and deletes each stay within container_creates_per_5min / _per_hour (ACI's
+    # subscription limits); tests shrink the windows by this factor instead of waiting.
+    aci_rate_window_scale: float = Field(default=1.0, gt=0)
+    # How long a create or delete waits for a rate-limit slot before it is refused.
+    aci_rate_max_wait_s: float = Field(default=20.0, ge=0)
+    # Retries inside the SDK for 5xx and short Retry-After answers; a longer Retry-After
+    # is handed back to the supervisor as a retryable error instead of blocking it.
+    aci_sdk_retries: int = Field(default=3, ge=0)
+    aci_sdk_backoff_s: float = Field(default=0.8, ge=0)
+    aci_max_inline_retry_after_s: float = Field(default=5.0, ge=0)
+    # How often the SDK polls a long-running operation (delete) when ARM names no interval.
+    aci_lro_poll_interval_s: float = Field(default=2.0, gt=0)
+    # How long remove() waits for ARM to finish a delete.
+    aci_delete_timeout_s: float = Field(default=120.0, gt=0)
+
     # --- API ---------------------------------------------------------------------------
     # Unset: a random key is generated and kept in data_dir, so sessions survive restarts.
     secret_key: SecretStr | None = None
     api_url: str = "http://127.0.0.1:8000"
+    # Anyone may create an account; false: only `clipyard user create` makes them.
+    allow_signup: bool = True
+    # Uploads: the largest request body, and the largest photo in pixels (width x height).
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    max_upload_pixels: int = Field(default=40_000_000, gt=0)
+    # Requests per minute, per user and per client address (0: unlimited).
+    login_rate_per_minute: int = Field(default=10, ge=0)
+    submit_rate_per_minute: int = Field(default=120, ge=0)
+    # Browser sessions: cookie lifetime, and Secure (needs HTTPS; off for the local mode).
+    session_max_age_s: int = Field(default=14 * 24 * 3600, gt=0)
+    session_cookie_secure: bool = False
+    # Lifetime of the read URL a result or poster redirect hands out (Azure storage).
+    result_url_ttl_s: int = Field(default=5 * 60, gt=0)
+    # The built web app served at /; unset: frontend/dist when it exists.
+    static_dir: Path | None = None
+    # How often a Server-Sent Events stream looks for new events; keep-alive comments.
+    sse_poll_interval_s: float = Field(default=0.5, gt=0)
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # Production server (gunicorn gthread): processes and threads; an SSE client holds a
+    # thread for as long as it is connected.
+    api_workers: int = Field(default=2, ge=1)
+    api_threads: int = Field(default=128, ge=1)
+    # --- end API ---
 
     # --- logging -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
