@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,16 +13,26 @@ from sqlalchemy import func, select
 
 from taskmanager.admission import settle_batch
 from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
+from taskmanager.containerlog import ContainerLog
 from taskmanager.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Job, Run
 from taskmanager.progress import ProgressTracker
 from taskmanager.runtime import Runtime
 from taskmanager.states import JobState, RunState
+from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
 from taskmanager.transitions import ConcurrentChange, transition_job, transition_run
 
 log = structlog.get_logger(__name__)
+
+# Backend details that another attempt cannot fix.
+_PERMANENT_DETAILS = {
+    "image_pull": "the container image could not be pulled: check the image name and registry",
+    "provisioning_failed": "the container group could not be provisioned: check its spec",
+}
+# Failures of capacity, not of the job: retried without using up an attempt.
+_CAPACITY_KINDS = frozenset({"evicted", "capacity"})
 
 # The compositor's documented exit codes (see jobimages): 2 bad input, 3 storage.
 EXIT_BAD_INPUT = 2
@@ -43,6 +52,8 @@ class Outcome:
     finished_at: datetime | None = None
     peak_rss_mb: float | None = None
     cpu_seconds: float | None = None
+    # The backend's own advice on when to try again (Retry-After), if it gave one.
+    retry_after_s: float | None = None
 
     @classmethod
     def _of(
@@ -68,8 +79,21 @@ class Outcome:
 
     @classmethod
     def from_status(cls, status: ContainerStatus, tracker: ProgressTracker) -> Outcome:
-        """Classify a container that ended on its own (or vanished)."""
+        """Classify a container that ended on its own (or vanished).
+
+        What the backend says about why (evicted, image pull) outranks how it ended.
+        """
         message = tracker.error_message() or _tail_message(tracker)
+        if status.detail in _PERMANENT_DETAILS:
+            return cls._of(
+                status, RunState.FAILED, status.detail, is_retryable=False,
+                message=_PERMANENT_DETAILS[status.detail],
+            )  # fmt: skip
+        if status.detail == "evicted":
+            return cls._of(
+                status, RunState.FAILED, "evicted", is_retryable=True,
+                message="Spot capacity was reclaimed (evicted)",
+            )  # fmt: skip
         if status.state in (ContainerState.LOST, ContainerState.NOT_FOUND):
             return cls._of(
                 status, RunState.LOST, "lost", is_retryable=True,
@@ -84,7 +108,7 @@ class Outcome:
             )
         if code == EXIT_STORAGE:
             return cls._of(status, RunState.FAILED, "storage", is_retryable=True, message=message)
-        kind = "killed" if status.detail == "oom_or_killed" else "crash"
+        kind = "killed" if status.detail in ("oom_or_killed", "oom", "killed") else "crash"
         message = message or f"the container exited with code {code}"
         return cls._of(status, RunState.FAILED, kind, is_retryable=True, message=message)
 
@@ -112,8 +136,12 @@ class Outcome:
 
     @classmethod
     def launch_failed(cls, error: BackendError) -> Outcome:
-        """Classify a launch the backend refused."""
-        return cls(RunState.FAILED, "launch", error.is_retryable, message=str(error))
+        """Classify a launch the backend refused: capacity and rate limits come back later."""
+        kind = "capacity" if error.is_retryable else "launch"
+        return cls(
+            RunState.FAILED, kind, error.is_retryable, message=str(error),
+            retry_after_s=error.retry_after_s,
+        )  # fmt: skip
 
 
 def _tail_message(tracker: ProgressTracker) -> str | None:
@@ -130,32 +158,36 @@ def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     return float(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - not for security
 
 
-def save_log(rt: Runtime, run: Run) -> str | None:
-    """Copy the container's whole log into storage; return its key (None if nothing)."""
+def save_log(rt: Runtime, run: Run, container_log: ContainerLog) -> str | None:
+    """Store the attempt's whole log (as spooled while watching); return its key."""
+    if container_log.cursor == 0:
+        container_log.read_all()  # never watched (launch refused, cancelled): take what is left
+    spool = container_log.spool
+    if spool.tell() == 0:
+        return None
+    spool.seek(0)
     key = log_key(run.job_id, run.attempt)
-    with tempfile.TemporaryFile() as spool:
-        cursor = 0
-        while True:
-            text, next_cursor = rt.backend.logs_since(run.container_name, cursor)
-            if next_cursor == cursor:
-                break
-            spool.write(text.encode())
-            cursor = next_cursor
-        if cursor == 0:
-            return None
-        spool.seek(0)
-        rt.storage.upload(key, spool, content_type="text/plain; charset=utf-8")
+    rt.storage.upload(key, spool, content_type="text/plain; charset=utf-8")
     return key
 
 
 def finish_attempt(
-    rt: Runtime, run_id: uuid.UUID, token: int, outcome: Outcome, bound: structlog.BoundLogger
+    rt: Runtime,
+    run_id: uuid.UUID,
+    token: int,
+    outcome: Outcome,
+    container_log: ContainerLog,
+    bound: structlog.BoundLogger,
 ) -> None:
     """Record the attempt's end (under the lease) and finish or retry the job."""
     settings = rt.settings
     with rt.sessions() as session:
         run = session.get_one(Run, run_id)
-    log_blob = save_log(rt, run)
+    try:
+        log_blob = save_log(rt, run, container_log)
+    except (BackendError, StorageError) as exc:
+        bound.warning("could not save the container log", error=str(exc))
+        log_blob = None
     retry_delay: float | None = None
     with rt.sessions.begin() as session:
         job = session.get_one(Job, run.job_id, with_for_update=True)
@@ -182,7 +214,7 @@ def finish_attempt(
         settle_batch(session, job, cost)
         target, changes = _job_target(job, outcome)
         if target is JobState.RETRY_WAIT:
-            retry_delay = backoff_delay(
+            retry_delay = outcome.retry_after_s or backoff_delay(
                 job.attempt, settings.retry_base_delay_s, settings.retry_max_delay_s
             )
             changes["next_attempt_at"] = db_now + timedelta(seconds=retry_delay)
@@ -192,7 +224,11 @@ def finish_attempt(
             **changes,
         )  # fmt: skip
         is_batch, max_runtime = job.batch_id is not None, job.max_runtime_s
-    rt.backend.remove(run.container_name)
+    try:
+        rt.backend.remove(run.container_name)
+    except BackendError as exc:
+        # The run is finished either way; the reconciler deletes the leftover later.
+        bound.warning("could not remove the container; the janitor will", error=str(exc))
     bound.info(
         "attempt finished",
         run_state=outcome.run_state.value, job_state=target.value, cost_usd=str(cost),
@@ -211,8 +247,8 @@ def _container_times(outcome: Outcome) -> dict[str, datetime]:
 
 
 def _billed_seconds(outcome: Outcome, run: Run, db_now: datetime) -> float:
-    """Return the billable time: container start to end, or launch to now if unknown."""
-    start = outcome.started_at or run.started_at or run.launched_at
+    """Return the billable time: from the launch request (image pull included) to the end."""
+    start = run.launched_at or outcome.started_at or run.started_at
     end = outcome.finished_at or db_now
     if start is None:
         return 0.0
@@ -235,6 +271,15 @@ def _job_target(job: Job, outcome: Outcome) -> tuple[JobState, dict[str, Any]]:
     }
     if outcome.failure_kind == "deadline":
         return JobState.TIMED_OUT, failure
+    if outcome.failure_kind in _CAPACITY_KINDS:
+        # The capacity's fault, not the job's: no attempt is used up. An eviction is
+        # counted apart; after spot_max_evictions the supervisor falls back to Regular.
+        evicted = outcome.failure_kind == "evicted"
+        return JobState.RETRY_WAIT, {
+            **failure,
+            "evictions": job.evictions + int(evicted),
+            "max_attempts": job.max_attempts + 1,
+        }
     if outcome.is_retryable and job.attempt < job.max_attempts:
         return JobState.RETRY_WAIT, failure
     return JobState.FAILED, failure

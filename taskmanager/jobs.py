@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,7 +67,8 @@ class JobRequest:
     memory_gb: Decimal | None = None
     max_runtime_s: int | None = None
     max_attempts: int | None = None
-    is_spot: bool = False
+    # None: the default (Spot for batch jobs where operators made it so, else Regular).
+    is_spot: bool | None = None
     priority: int = 0
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -144,12 +146,13 @@ def submit_job(
         if upload is None or upload.owner_id != request.owner_id:
             raise InvalidJobRequest("upload_id", "no such upload of yours")
         _check_crop(request.crop, upload)
-        is_spot = request.is_spot
+        is_spot = bool(request.is_spot)
         if request.batch_id is not None:
             batch = session.get(Batch, request.batch_id)
             if batch is None or batch.owner_id != request.owner_id:
                 raise InvalidJobRequest("batch_id", "no such batch of yours")
-            is_spot = is_spot or batch.is_spot
+            if request.is_spot is None:
+                is_spot = batch.is_spot or settings.is_spot_default_for_batches
         params = dict(request.params)
         # Kept so a manual retry grants the same number of attempts again.
         params["attempts_per_try"] = attempts
@@ -212,9 +215,15 @@ def list_jobs(
     owner_id: uuid.UUID | None = None,
     states: list[JobState] | None = None,
     batch_id: uuid.UUID | None = None,
+    template_name: str | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 50,
 ) -> list[Job]:
-    """List jobs, newest first, filtered by owner, states and batch."""
+    """List jobs, newest first, filtered by owner, states, batch and template.
+
+    ``before`` is the (created_at, id) of the last job of the previous page: a keyset
+    cursor, so pages stay stable while new jobs arrive.
+    """
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
     if owner_id is not None:
         query = query.where(Job.owner_id == owner_id)
@@ -222,6 +231,12 @@ def list_jobs(
         query = query.where(Job.state.in_([s.value for s in states]))
     if batch_id is not None:
         query = query.where(Job.batch_id == batch_id)
+    if template_name is not None:
+        query = query.join(Template, Template.id == Job.template_id).where(
+            Template.name == template_name
+        )
+    if before is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(before[0], before[1]))
     with sessions() as session:
         return list(session.scalars(query))
 

@@ -229,6 +229,8 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(default=0.0, server_default="0")
     estimated_cost_usd: Mapped[Decimal | None] = mapped_column(Money)
     actual_cost_usd: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
+    # Spot evictions so far: retried without using up an attempt, counted apart.
+    evictions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the current attempt holds of its batch's budget (0 when nothing is held).
     reserved_usd: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
     created_at: Mapped[datetime] = _created_at()

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     price_per_gb_hour: Decimal = Decimal("0.00445")
     # Spot price as a fraction of the regular price.
     spot_price_factor: Decimal = Decimal("0.3")
+    # After this many evictions a job's next attempt runs at Regular priority.
+    spot_max_evictions: int = Field(default=2, ge=0)
+    # Batch jobs run on Spot capacity unless they ask otherwise (operators' default).
+    is_spot_default_for_batches: bool = False
 
     # Cost estimates before any run of a template was measured: container seconds per
     # second of template video, plus a fixed start-up time per container.

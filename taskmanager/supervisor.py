@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from taskmanager.admission import admit
 from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
+from taskmanager.containerlog import ContainerLog
 from taskmanager.containerspec import FakeJobNotAllowed, build_spec, container_name
 from taskmanager.finishing import Outcome, finish_attempt
 from taskmanager.leases import Heartbeat, release_lease, renew_lease, take_lease
@@ -71,21 +72,26 @@ class Supervisor:
             bound.info("run supervised elsewhere", container=attempt.name)
             return
         bound = bound.bind(container=attempt.name, lease_token=token)
+        container_log = ContainerLog(self.rt.backend, attempt.name)
         try:
             try:
                 self._launch_or_adopt(attempt, token, bound)
             except BackendError as exc:
-                finish_attempt(self.rt, attempt.run_id, token, Outcome.launch_failed(exc), bound)
+                outcome = Outcome.launch_failed(exc)
+                finish_attempt(self.rt, attempt.run_id, token, outcome, container_log, bound)
                 return
             except CancelledBeforeLaunch:
-                finish_attempt(self.rt, attempt.run_id, token, Outcome.not_launched(), bound)
+                outcome = Outcome.not_launched()
+                finish_attempt(self.rt, attempt.run_id, token, outcome, container_log, bound)
                 return
-            outcome = self._watch(attempt, token, bound)
-            if outcome is None:  # shutting down: the run was handed over
+            watched = self._watch(attempt, token, container_log, bound)
+            if watched is None:  # shutting down: the run was handed over
                 return
-            finish_attempt(self.rt, attempt.run_id, token, outcome, bound)
+            finish_attempt(self.rt, attempt.run_id, token, watched, container_log, bound)
         except LeaseLost:
             bound.warning("lease lost; leaving the run to its new manager")
+        finally:
+            container_log.close()
 
     # --- phase 1: decide the attempt ---------------------------------------------------
 
@@ -142,6 +148,8 @@ class Supervisor:
                 )
             return None
         attempt = job.attempt + 1
+        # Spot until it has been evicted too often, then Regular priority.
+        is_spot = job.is_spot and job.evictions < self.rt.settings.spot_max_evictions
         run = Run(
             job_id=job.id,
             attempt=attempt,
@@ -149,7 +157,7 @@ class Supervisor:
             backend=self.rt.backend.name,
             cpu=job.cpu,
             memory_gb=job.memory_gb,
-            is_spot=job.is_spot,
+            is_spot=is_spot,
             # The creator holds the first lease: no second transaction to take it.
             lease_owner=self.owner,
             lease_token=1,
@@ -163,7 +171,11 @@ class Supervisor:
             JobState.STARTING,
             reason="admitted",
             run_id=run.id,
-            data={"attempt": attempt, "reserved_usd": str(admission.reserved_usd)},
+            data={
+                "attempt": attempt,
+                "reserved_usd": str(admission.reserved_usd),
+                "priority": "spot" if is_spot else "regular",
+            },
             attempt=attempt,
             progress=0.0,
             reserved_usd=admission.reserved_usd,
@@ -227,12 +239,16 @@ class Supervisor:
 
     # --- phase 3: watch ----------------------------------------------------------------
 
-    def _watch(self, attempt: _Attempt, token: int, bound: structlog.BoundLogger) -> Outcome | None:
+    def _watch(
+        self,
+        attempt: _Attempt,
+        token: int,
+        container_log: ContainerLog,
+        bound: structlog.BoundLogger,
+    ) -> Outcome | None:
         """Watch until the container ends or must be ended; None when handed over."""
         settings = self.rt.settings
-        backend = self.rt.backend
-        tracker = ProgressTracker()
-        cursor = 0
+        tracker = container_log.tracker
         with self.rt.sessions() as session:
             run = session.get_one(Run, attempt.run_id)
             job = session.get_one(Job, run.job_id)
@@ -242,34 +258,51 @@ class Supervisor:
             if self.rt.shutdown.is_set():
                 self._hand_over(attempt, token, bound)
                 return None
-            status = backend.status(attempt.name)
-            text, cursor = backend.logs_since(attempt.name, cursor)
-            tracker.feed(text)
-            beat = self._heartbeat(attempt, token, status, tracker)
-            if status.state is ContainerState.RUNNING and started_at is None:
-                started_at = self._mark_running(attempt, token, status)
-            if status.is_finished or status.state is ContainerState.NOT_FOUND:
-                text, cursor = backend.logs_since(attempt.name, cursor)
-                tracker.feed(text)
-                return Outcome.from_status(status, tracker)
+            status = self._look(attempt, container_log, bound)
+            beat = self._heartbeat(attempt, token, tracker)
+            if status is not None:
+                if status.state is ContainerState.RUNNING and started_at is None:
+                    started_at = self._mark_running(attempt, token, status)
+                if status.is_finished or status.state is ContainerState.NOT_FOUND:
+                    self._look(attempt, container_log, bound)  # the last lines
+                    return Outcome.from_status(status, tracker)
+            reason = None
             if beat is not None and beat.is_cancel_requested:
-                return self._stop(attempt, "cancelled", tracker, bound)
-            if (
+                reason = "cancelled"
+            elif (
                 beat is not None
                 and started_at is not None
                 and beat.db_now - started_at > max_runtime
             ):
-                return self._stop(attempt, "deadline", tracker, bound)
-            if tracker.seconds_since_change() > settings.stall_timeout_s:
-                return self._stop(attempt, "stalled", tracker, bound)
+                reason = "deadline"
+            elif tracker.seconds_since_change() > settings.stall_timeout_s:
+                reason = "stalled"
+            if reason is not None:
+                outcome = self._stop(attempt, reason, tracker, bound)
+                if outcome is not None:
+                    return outcome
             wait = settings.poll_interval_s
             if beat is not None and started_at is not None:
                 remaining = (started_at + max_runtime - beat.db_now).total_seconds()
                 wait = min(wait, max(0.05, remaining + 0.05))
-            backend.wait(attempt.name, wait)
+            self.rt.backend.wait(attempt.name, wait)
+
+    def _look(
+        self, attempt: _Attempt, container_log: ContainerLog, bound: structlog.BoundLogger
+    ) -> ContainerStatus | None:
+        """Read the container's status and new log lines; None if the backend is unreachable."""
+        try:
+            status = self.rt.backend.status(attempt.name)
+            container_log.read_more()
+            return status
+        except BackendError as exc:
+            # A throttled or failing control plane is no reason to give up on a container
+            # that may be running fine: look again at the next step.
+            bound.warning("backend unreachable while watching", error=str(exc))
+            return None
 
     def _heartbeat(
-        self, attempt: _Attempt, token: int, status: ContainerStatus, tracker: ProgressTracker
+        self, attempt: _Attempt, token: int, tracker: ProgressTracker
     ) -> Heartbeat | None:
         """Renew the lease and store new progress; None if the database is unreachable."""
         try:
@@ -321,10 +354,16 @@ class Supervisor:
 
     def _stop(
         self, attempt: _Attempt, reason: str, tracker: ProgressTracker, bound: structlog.BoundLogger
-    ) -> Outcome:
+    ) -> Outcome | None:
+        """Stop the container; None if the backend refused (the next step tries again)."""
         bound.info("stopping container", reason=reason)
-        self.rt.backend.stop(attempt.name, self.rt.settings.stop_grace_s)
-        return Outcome.stopped(reason, self.rt.backend.status(attempt.name), tracker)
+        try:
+            self.rt.backend.stop(attempt.name, self.rt.settings.stop_grace_s)
+            status = self.rt.backend.status(attempt.name)
+        except BackendError as exc:
+            bound.warning("stop failed; retrying at the next step", error=str(exc))
+            return None
+        return Outcome.stopped(reason, status, tracker)
 
     def _hand_over(self, attempt: _Attempt, token: int, bound: structlog.BoundLogger) -> None:
         """Release the lease and wake another manager; the container keeps running."""

@@ -33,7 +33,7 @@ def build_runtime(settings: Settings, database_url: str, redis_url: str) -> Runt
         settings=settings,
         engine=engine,
         sessions=create_session_factory(engine),
-        backend=create_backend(settings),
+        backend=create_backend(settings, redis_url=redis_url),
         storage=create_storage(settings),
         enqueuer=TaskTigerEnqueuer(tiger, settings),
     )

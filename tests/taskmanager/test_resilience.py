@@ -9,6 +9,7 @@ import threading
 import uuid
 from decimal import Decimal
 
+import pytest
 import redis
 from sqlalchemy import select
 
@@ -48,6 +49,7 @@ def _supervisor_pid(runtime: Runtime, job_id: uuid.UUID) -> int:
     return int(run.lease_owner.split(":")[1])
 
 
+@pytest.mark.parametrize("container_backend", ["local", "aci"])
 def test_sigkilled_manager_is_replaced_by_one_that_adopts_the_same_container(
     runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake, reconciler: None
 ) -> None:
@@ -134,6 +136,7 @@ def test_postgres_restart_mid_run_is_ridden_out(
     assert _container_starts(runtime, _only_run(runtime, job.id)) == 1
 
 
+@pytest.mark.parametrize("container_backend", ["local", "aci"])
 def test_janitor_removes_leaked_containers_but_never_a_live_runs(
     runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
 ) -> None:
@@ -177,6 +180,7 @@ def _max_overlap(runs: list[Run]) -> int:
     return peak
 
 
+@pytest.mark.parametrize("container_backend", ["local", "aci"])
 def test_batch_concurrency_cap_holds(
     runtime: Runtime,
     workers: WorkerPool,
@@ -194,6 +198,7 @@ def test_batch_concurrency_cap_holds(
     assert _max_overlap(runs) <= 3
 
 
+@pytest.mark.parametrize("container_backend", ["local", "aci"])
 def test_budget_admits_what_it_covers_and_pauses_the_rest(
     runtime: Runtime,
     workers: WorkerPool,
