@@ -259,13 +259,17 @@ class Supervisor:
                 self._hand_over(attempt, token, bound)
                 return None
             status = self._look(attempt, container_log, bound)
-            beat = self._heartbeat(attempt, token, tracker)
-            if status is not None:
-                if status.state is ContainerState.RUNNING and started_at is None:
-                    started_at = self._mark_running(attempt, token, status)
-                if status.is_finished or status.state is ContainerState.NOT_FOUND:
-                    self._look(attempt, container_log, bound)  # the last lines
-                    return Outcome.from_status(status, tracker)
+            is_starting = (
+                status is not None and status.state is ContainerState.RUNNING and started_at is None
+            )
+            beat = self._heartbeat(attempt, token, tracker, status if is_starting else None)
+            if is_starting and beat is not None and status is not None:
+                started_at = status.started_at or beat.db_now
+            if status is not None and (
+                status.is_finished or status.state is ContainerState.NOT_FOUND
+            ):
+                self._look(attempt, container_log, bound)  # the last lines
+                return Outcome.from_status(status, tracker)
             reason = None
             if beat is not None and beat.is_cancel_requested:
                 reason = "cancelled"
@@ -302,14 +306,23 @@ class Supervisor:
             return None
 
     def _heartbeat(
-        self, attempt: _Attempt, token: int, tracker: ProgressTracker
+        self,
+        attempt: _Attempt,
+        token: int,
+        tracker: ProgressTracker,
+        started: ContainerStatus | None = None,
     ) -> Heartbeat | None:
-        """Renew the lease and store new progress; None if the database is unreachable."""
+        """Renew the lease, store new progress and, given ``started``, record the start.
+
+        One transaction per step whatever it carries. None if the database is unreachable.
+        """
         try:
             with self.rt.sessions.begin() as session:
                 beat = renew_lease(session, attempt.run_id, token)
                 if beat is None:
                     raise LeaseLost
+                if started is not None:
+                    self._mark_running(session, attempt, token, started)
                 if tracker.has_new_progress:
                     tracker.has_new_progress = False
                     run = session.get_one(Run, attempt.run_id)
@@ -322,6 +335,8 @@ class Supervisor:
                         run_id=run.id,
                     )  # fmt: skip
                 return beat
+        except ConcurrentChange as exc:
+            raise LeaseLost from exc
         except DBAPIError as exc:
             # Ride out a database restart: the container keeps running, and the lease
             # stays ours unless the outage outlasts its TTL (then the token check fences us).
@@ -329,28 +344,19 @@ class Supervisor:
             return None
 
     def _mark_running(
-        self, attempt: _Attempt, token: int, status: ContainerStatus
-    ) -> datetime | None:
+        self, session: Session, attempt: _Attempt, token: int, status: ContainerStatus
+    ) -> None:
         """Record that the container runs: run → running, job → running."""
-        try:
-            with self.rt.sessions.begin() as session:
-                run = session.get_one(Run, attempt.run_id)
-                if run.run_state is RunState.LAUNCHING or run.run_state is RunState.PENDING:
-                    if run.run_state is RunState.PENDING:
-                        transition_run(session, run, RunState.LAUNCHING, lease_token=token)
-                    # The container's own start time, where the backend knows it.
-                    started: dict[str, Any] = (
-                        {"started_at": status.started_at} if status.started_at else {}
-                    )
-                    transition_run(session, run, RunState.RUNNING, lease_token=token, **started)
-                job = session.get_one(Job, run.job_id, with_for_update=True)
-                if job.job_state is JobState.STARTING:
-                    transition_job(session, job, JobState.RUNNING, run_id=run.id)
-                return run.started_at
-        except ConcurrentChange as exc:
-            raise LeaseLost from exc
-        except DBAPIError:
-            return None
+        run = session.get_one(Run, attempt.run_id)
+        if run.run_state in (RunState.PENDING, RunState.LAUNCHING):
+            if run.run_state is RunState.PENDING:
+                transition_run(session, run, RunState.LAUNCHING, lease_token=token)
+            # The container's own start time, where the backend knows it.
+            when: dict[str, Any] = {"started_at": status.started_at} if status.started_at else {}
+            transition_run(session, run, RunState.RUNNING, lease_token=token, **when)
+        job = session.get_one(Job, run.job_id, with_for_update=True)
+        if job.job_state is JobState.STARTING:
+            transition_job(session, job, JobState.RUNNING, run_id=run.id)
 
     def _stop(
         self, attempt: _Attempt, reason: str, tracker: ProgressTracker, bound: structlog.BoundLogger

@@ -72,11 +72,11 @@ def transition_job(
         .where(Job.id == job.id, Job.state == current.value)
         .values(**values)
         .returning(Job)
-        .execution_options(synchronize_session="fetch")
+        # RETURNING the entity refreshes ``job`` in place: no second SELECT needed.
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     if result.one_or_none() is None:
         raise ConcurrentChange(f"job {job.id} is no longer {current.value}")
-    session.refresh(job)
     event_data = dict(data or {})
     if reason is not None:
         event_data["reason"] = reason
@@ -116,11 +116,12 @@ def transition_run(
     if lease_token is not None:
         statement = statement.where(Run.lease_token == lease_token)
     result = session.execute(
-        statement.values(**values).returning(Run).execution_options(synchronize_session="fetch")
+        statement.values(**values)
+        .returning(Run)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     if result.one_or_none() is None:
         raise ConcurrentChange(f"run {run.id} changed state or lease under us")
-    session.refresh(run)
     return record_event(
         session,
         run.job_id,

@@ -52,6 +52,7 @@ class LocalBackend:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root.resolve()
         self.images = images if images is not None else default_images()
+        self._launchers: list[subprocess.Popen[bytes]] = []
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -78,14 +79,18 @@ class LocalBackend:
             b"\0".join(f"{k}={v}".encode() for k, v in {**spec.env, **spec.secure_env}.items())
         )
         command = [*self.images[spec.image], *spec.args]
-        launcher = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SHIM), str(run_dir), "--", *command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        # The shim's first process exits at once, leaving the detached one; it is reaped
+        # on a later launch rather than waited for, so the manager gets on with watching.
+        self._launchers = [p for p in self._launchers if p.poll() is None]
+        self._launchers.append(
+            subprocess.Popen(
+                [sys.executable, "-I", "-S", str(SHIM), str(run_dir), "--", *command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         )
-        launcher.wait()  # the shim's first process exits at once, leaving the detached one
 
     def status(self, name: str) -> ContainerStatus:
         """Return the container's state (NOT_FOUND if it does not exist)."""
@@ -124,16 +129,23 @@ class LocalBackend:
     def wait(self, name: str, timeout_s: float) -> None:
         """Block until the container exits or ``timeout_s`` passes (pidfd: no polling)."""
         run_dir = self._dir(name)
+        deadline = time.monotonic() + timeout_s
+        if not (run_dir / "started_at").exists():
+            # Starting takes milliseconds: return as soon as it has, so "running" is prompt.
+            while not (run_dir / "started_at").exists() and time.monotonic() < deadline:
+                if (run_dir / "exit_code").exists() or not run_dir.exists():
+                    return
+                time.sleep(0.005)
+            return
         pid = _read_int(run_dir / "shim.pid")
         if pid is None or (run_dir / "exit_code").exists():
-            time.sleep(min(timeout_s, 0.02) if pid is None else 0)
             return
         try:
             pidfd = os.pidfd_open(pid)
         except (ProcessLookupError, OSError):
             return
         try:
-            select.select([pidfd], [], [], max(0.0, timeout_s))
+            select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
         finally:
             os.close(pidfd)
         # The shim writes the exit code just before it exits; give the rename a moment.
