@@ -1,13 +1,74 @@
-"""RFC 9457 problem details: every error the API returns is ``application/problem+json``."""
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``.
+
+Domain errors know nothing of HTTP; ``DOMAIN_ERRORS`` is the one table that gives each
+its status code.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from flask import Flask, Response, json, request
-from werkzeug.exceptions import HTTPException
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from backend.ratelimit import RateLimited
+from taskmanager.accounts import (
+    EmailTaken,
+    InvalidAccountRequest,
+    InvalidCredentials,
+    TokenNotFound,
+)
+from taskmanager.batches import BatchNameTaken, BatchNotFound
+from taskmanager.jobs import InvalidJobRequest, JobNotFound, JobStateConflict
+from taskmanager.storage.base import BlobNotFound, StorageUnavailable
+from taskmanager.templates import TemplateNotFound
+from taskmanager.uploads import (
+    CorruptImage,
+    EmptyUpload,
+    ImageTooLarge,
+    UnsupportedImage,
+    UploadNotFound,
+    UploadTooLarge,
+)
 
 PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger(__name__)
+
+# Domain error -> (status, title). The most specific class must come first.
+DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (JobNotFound, 404, "Not Found"),
+    (BatchNotFound, 404, "Not Found"),
+    (TemplateNotFound, 404, "Not Found"),
+    (TokenNotFound, 404, "Not Found"),
+    (BlobNotFound, 404, "Not Found"),
+    (UploadNotFound, 404, "Not Found"),
+    (InvalidJobRequest, 422, "Invalid request"),
+    (InvalidAccountRequest, 422, "Invalid request"),
+    (JobStateConflict, 409, "Conflict"),
+    (EmailTaken, 409, "Email taken"),
+    (BatchNameTaken, 409, "Batch name taken"),
+    (InvalidCredentials, 401, "Invalid credentials"),
+    (EmptyUpload, 422, "Empty file"),
+    (UploadTooLarge, 413, "File too large"),
+    (UnsupportedImage, 415, "Unsupported image"),
+    (ImageTooLarge, 422, "Image too large"),
+    (CorruptImage, 422, "Corrupt image"),
+    (RateLimited, 429, "Too many requests"),
+    (StorageUnavailable, 503, "Storage unavailable"),
+]
+
+
+class AuthRequired(Exception):
+    """The request carries no valid session or token."""
+
+
+class Forbidden(Exception):
+    """The caller is signed in but lacks the role, or the CSRF token is missing."""
+
+
+DOMAIN_ERRORS += [(AuthRequired, 401, "Unauthorized"), (Forbidden, 403, "Forbidden")]
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
@@ -20,17 +81,62 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
     return Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
 
 
+def _domain_problem(error: Exception) -> Response | None:
+    for kind, status, title in DOMAIN_ERRORS:
+        if isinstance(error, kind):
+            extra: dict[str, Any] = {}
+            if hasattr(error, "field"):
+                extra["field"] = error.field
+            if hasattr(error, "limit"):
+                extra["limit"] = error.limit
+            response = problem(status, title, str(error) or None, **extra)
+            if isinstance(error, RateLimited):
+                response.headers["Retry-After"] = str(error.retry_after_s)
+            if isinstance(error, AuthRequired):
+                response.headers["WWW-Authenticate"] = 'Bearer realm="clipyard"'
+            return response
+    return None
+
+
+def validation_problem(error: ValidationError, where: str = "") -> Response:
+    """Answer a request body or query that failed validation, naming each bad field."""
+    errors = [
+        {"field": where + ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+        for e in error.errors(include_url=False)
+    ]
+    first = errors[0] if errors else {"field": "body", "message": "invalid"}
+    return problem(
+        422, "Invalid request", f"{first['field']}: {first['message']}",
+        field=first["field"], errors=errors,
+    )  # fmt: skip
+
+
 def register_problem_handlers(app: Flask) -> None:
-    """Answer every HTTP error (404, 405, 413, ...) and every crash as problem+json."""
+    """Answer every HTTP error (404, 405, 413, ...), domain error and crash as problem+json."""
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
+        if isinstance(error, RequestEntityTooLarge):
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            detail = f"the request body is larger than {limit} bytes"
+            return problem(413, "Request too large", detail, limit=limit)
         response = problem(error.code or 500, error.name, error.description)
         if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         return response
 
+    @app.errorhandler(ValidationError)
+    def _invalid(error: ValidationError) -> Response:
+        return validation_problem(error)
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        app.logger.exception("unhandled error")
+        from backend.bodies import InvalidBody
+
+        if isinstance(error, InvalidBody):
+            return error.response
+        found = _domain_problem(error)
+        if found is not None:
+            return found
+        log.exception("unhandled error", path=request.path)
         return problem(500, "Internal Server Error", "an unexpected error occurred; it was logged")

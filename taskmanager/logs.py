@@ -22,7 +22,7 @@ _SECRET_PATTERNS = (
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE), r"\1REDACTED"),
     (re.compile(r"(://[^:/@\s]*:)[^@\s/]+(@)"), r"\1REDACTED\2"),
 )
-_NOISY_LOGGERS = ("pgserver", "alembic", "azure", "urllib3", "waitress.queue")
+_NOISY_LOGGERS = ("pgserver", "alembic", "azure", "urllib3")
 _SECRET_FIELDS = frozenset({"password", "token", "secret", "authorization", "sas", "api_key"})
 
 
@@ -64,7 +64,7 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
     """Set up structlog over the standard library's logging for this process.
 
     TaskTiger's ``Worker`` insists on ``structlog.stdlib.BoundLogger``; routing through
-    ``logging`` also gives third-party records (alembic, waitress, azure) the same
+    ``logging`` also gives third-party records (alembic, gunicorn, azure) the same
     format and the same redaction.
     """
     shared: list[Any] = [

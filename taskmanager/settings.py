@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # thread for as long as it is connected.
     api_workers: int = Field(default=2, ge=1)
     api_threads: int = Field(default=128, ge=1)
+    # Reverse proxies in front of the API whose X-Forwarded-For is trusted (rate limits
+    # count per client address).
+    api_proxy_hops: int = Field(default=0, ge=0)
     # --- end API ---
 
     # --- logging -----------------------------------------------------------------------

@@ -9,7 +9,9 @@ from __future__ import annotations
 import click
 
 from taskmanager.cli.db import db
+from taskmanager.cli.templates import templates
 from taskmanager.cli.up import services, up
+from taskmanager.cli.users import user
 from taskmanager.cli.worker import reconcile_once, worker
 
 
@@ -24,3 +26,5 @@ main.add_command(services)
 main.add_command(up)
 main.add_command(worker)
 main.add_command(reconcile_once)
+main.add_command(user)
+main.add_command(templates)

@@ -1,0 +1,98 @@
+"""Sign-up, sign-in, sign-out, the current user and their API tokens."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, Response, session
+
+from backend.auth import login_required, rate_limit, require_caller, start_session
+from backend.bodies import answer, parse_body
+from backend.problems import Forbidden
+from backend.schemas import (
+    Credentials,
+    SessionOut,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenOut,
+    UserOut,
+)
+from backend.services import services
+from taskmanager.accounts import (
+    authenticate,
+    create_token,
+    create_user,
+    list_tokens,
+    normalize_email,
+    revoke_token,
+)
+
+bp = Blueprint("accounts", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/auth/signup")
+def signup() -> Response:
+    """Create an account and sign it in."""
+    settings = services().settings
+    if not settings.allow_signup:
+        raise Forbidden("sign-up is closed here; ask an operator for an account")
+    body = parse_body(Credentials)
+    rate_limit("login", settings.login_rate_per_minute)
+    user = create_user(services().sessions, body.email, body.password)
+    csrf = start_session(user)
+    return answer(SessionOut(user=UserOut.of(user), csrf_token=csrf), 201)
+
+
+@bp.post("/auth/login")
+def login() -> Response:
+    """Sign in with email and password; set the session cookie."""
+    body = parse_body(Credentials)
+    email = normalize_email(body.email).lower()
+    rate_limit("login", services().settings.login_rate_per_minute, user_key=email)
+    user = authenticate(services().sessions, body.email, body.password)
+    csrf = start_session(user)
+    return answer(SessionOut(user=UserOut.of(user), csrf_token=csrf))
+
+
+@bp.post("/auth/logout")
+@login_required
+def logout() -> Response:
+    """Sign out: forget the session cookie."""
+    session.clear()
+    return Response(status=204)
+
+
+@bp.get("/auth/me")
+@login_required
+def me() -> Response:
+    """Return the signed-in user and the session's CSRF token."""
+    caller = require_caller()
+    return answer(SessionOut(user=UserOut.of(caller.user), csrf_token=session.get("csrf", "")))
+
+
+@bp.get("/tokens")
+@login_required
+def tokens() -> Response:
+    """List the caller's API tokens (never their secrets)."""
+    found = list_tokens(services().sessions, require_caller().id)
+    return answer(TokenList(items=[TokenOut.of(t) for t in found]))
+
+
+@bp.post("/tokens")
+@login_required
+def new_token() -> Response:
+    """Create an API token; its secret is in this answer only."""
+    body = parse_body(TokenCreate)
+    token, secret = create_token(
+        services().sessions, require_caller().id, body.name, ttl_days=body.ttl_days
+    )
+    return answer(TokenCreated(**TokenOut.of(token).model_dump(), token=secret), 201)
+
+
+@bp.delete("/tokens/<uuid:token_id>")
+@login_required
+def delete_token(token_id: uuid.UUID) -> Response:
+    """Revoke one of the caller's tokens."""
+    revoke_token(services().sessions, require_caller().id, token_id)
+    return Response(status=204)

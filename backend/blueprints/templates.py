@@ -1,0 +1,34 @@
+"""Templates people can pick, with their posters."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from backend.auth import login_required
+from backend.blobs import send_blob
+from backend.bodies import answer
+from backend.schemas import TemplateList, TemplateOut
+from backend.services import services
+from taskmanager.templates import TemplateNotFound, get_template, list_templates
+
+bp = Blueprint("templates", __name__, url_prefix="/api/v1")
+
+
+@bp.get("/templates")
+@login_required
+def index() -> Response:
+    """List the active templates."""
+    found = list_templates(services().sessions)
+    return answer(TemplateList(items=[TemplateOut.of(t) for t in found]))
+
+
+@bp.get("/templates/<name>/poster")
+@login_required
+def poster(name: str) -> Response:
+    """Send a template's poster image."""
+    if not (len(name) <= 100 and name.isprintable()):
+        raise TemplateNotFound(f"no template {name!r}")
+    template = get_template(services().sessions, name)
+    if template.poster_key is None:
+        raise TemplateNotFound(f"template {name} has no poster")
+    return send_blob(template.poster_key, mimetype="image/png")

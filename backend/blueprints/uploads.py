@@ -1,0 +1,44 @@
+"""Photo uploads (multipart), validated and normalised before they are stored."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, Response, request
+
+from backend.auth import login_required, require_caller
+from backend.bodies import answer, validation_problem_for
+from backend.schemas import UploadOut
+from backend.services import services
+from taskmanager.uploads import UploadNotFound, get_upload, store_upload
+
+bp = Blueprint("uploads", __name__, url_prefix="/api/v1")
+
+
+@bp.post("/uploads")
+@login_required
+def create() -> Response:
+    """Store a photo sent as the multipart field ``file``."""
+    caller = require_caller()
+    if request.mimetype != "multipart/form-data":
+        return validation_problem_for("file", "send the photo as multipart/form-data field 'file'")
+    photo = request.files.get("file")
+    if photo is None:
+        return validation_problem_for("file", "the multipart field 'file' is missing")
+    settings = services().settings
+    upload = store_upload(
+        services().sessions, services().storage, caller.id, photo.stream,
+        filename=photo.filename, max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_upload_pixels,
+    )  # fmt: skip
+    return answer(UploadOut.of(upload), 201)
+
+
+@bp.get("/uploads/<uuid:upload_id>")
+@login_required
+def show(upload_id: uuid.UUID) -> Response:
+    """Describe one of the caller's uploads."""
+    upload = get_upload(services().sessions, upload_id, require_caller().owner_filter())
+    if upload is None:
+        raise UploadNotFound(f"no upload {upload_id}")
+    return answer(UploadOut.of(upload))

@@ -1,0 +1,223 @@
+"""The OpenAPI 3.1 document, built from the route table below and the pydantic schemas.
+
+``OPERATIONS`` is the one list of every API operation with its auth and answers; the
+authorization-matrix test walks the same list, so the document and the tests cannot
+drift from each other silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from backend import schemas as s
+
+Auth = Literal["none", "user", "operator"]
+JOB_ID = {"name": "job_id", "in": "path", "required": True,
+          "schema": {"type": "string", "format": "uuid"}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path, with what it takes and what it answers."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    auth: Auth
+    body: type[BaseModel] | Literal["multipart"] | None = None
+    answers: dict[int, type[BaseModel] | str | None] = field(default_factory=dict)
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    # Errors besides the auth ones that the route can answer.
+    errors: tuple[int, ...] = ()
+
+
+def _uuid_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "string", "format": "uuid"}}  # fmt: skip
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}  # fmt: skip
+
+
+OPERATIONS: list[Operation] = [
+    Operation("get", "/healthz", "Liveness", "ops", "none", answers={200: s.Status}),
+    Operation("get", "/readyz", "Readiness: database, Redis, storage", "ops", "none",
+              answers={200: s.Status, 503: s.Status}),
+    Operation("get", "/metrics", "Prometheus metrics", "ops", "none",
+              answers={200: "text/plain"}),
+    Operation("get", "/api/v1/health", "Database health", "ops", "none",
+              answers={200: s.Status}),
+    Operation("post", "/api/v1/auth/signup", "Create an account and sign in", "auth", "none",
+              body=s.Credentials, answers={201: s.SessionOut}, errors=(403, 409, 415, 422, 429)),
+    Operation("post", "/api/v1/auth/login", "Sign in (sets the session cookie)", "auth", "none",
+              body=s.Credentials, answers={200: s.SessionOut}, errors=(401, 415, 422, 429)),
+    Operation("post", "/api/v1/auth/logout", "Sign out", "auth", "user", answers={204: None}),
+    Operation("get", "/api/v1/auth/me", "The caller and the CSRF token", "auth", "user",
+              answers={200: s.SessionOut}),
+    Operation("get", "/api/v1/tokens", "List your API tokens", "auth", "user",
+              answers={200: s.TokenList}),
+    Operation("post", "/api/v1/tokens", "Create an API token", "auth", "user",
+              body=s.TokenCreate, answers={201: s.TokenCreated}, errors=(415, 422)),
+    Operation("delete", "/api/v1/tokens/{token_id}", "Revoke an API token", "auth", "user",
+              parameters=[_uuid_param("token_id")], answers={204: None}, errors=(404,)),
+    Operation("post", "/api/v1/uploads", "Upload a photo (multipart field 'file')", "uploads",
+              "user", body="multipart", answers={201: s.UploadOut},
+              errors=(413, 415, 422)),
+    Operation("get", "/api/v1/uploads/{upload_id}", "Describe an upload", "uploads", "user",
+              parameters=[_uuid_param("upload_id")], answers={200: s.UploadOut}, errors=(404,)),
+    Operation("get", "/api/v1/templates", "List templates", "templates", "user",
+              answers={200: s.TemplateList}),
+    Operation("get", "/api/v1/templates/{name}/poster", "A template's poster", "templates",
+              "user", parameters=[{"name": "name", "in": "path", "required": True,
+                                   "schema": {"type": "string"}}],
+              answers={200: "image/png", 302: None}, errors=(404,)),
+    Operation("post", "/api/v1/jobs", "Submit a job", "jobs", "user", body=s.JobCreate,
+              parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+              answers={202: s.JobOut}, errors=(415, 422, 429)),
+    Operation("get", "/api/v1/jobs", "List jobs", "jobs", "user", answers={200: s.JobPage},
+              parameters=[
+                  _query("state", {"type": "string", "enum": [
+                      "queued", "starting", "running", "retry_wait", "succeeded", "failed",
+                      "cancelled", "timed_out"]}, "Only jobs in this state (repeatable)."),
+                  _query("template", {"type": "string"}, "Only jobs of this template."),
+                  _query("batch_id", {"type": "string", "format": "uuid"}, "Only this batch."),
+                  _query("limit", {"type": "integer", "minimum": 1, "maximum": 200},
+                         "Page size (default 50)."),
+                  _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+              ], errors=(422,)),
+    Operation("get", "/api/v1/jobs/{job_id}", "Get a job", "jobs", "user",
+              parameters=[JOB_ID], answers={200: s.JobOut}, errors=(404,)),
+    Operation("post", "/api/v1/jobs/{job_id}/cancel", "Cancel a job", "jobs", "user",
+              parameters=[JOB_ID], answers={202: s.JobOut}, errors=(404,)),
+    Operation("post", "/api/v1/jobs/{job_id}/retry", "Retry a failed job", "jobs", "user",
+              parameters=[JOB_ID], answers={202: s.JobOut}, errors=(404, 409)),
+    Operation("get", "/api/v1/jobs/{job_id}/result", "The finished video", "jobs", "user",
+              parameters=[JOB_ID], answers={200: "video/mp4", 206: "video/mp4", 302: None},
+              errors=(404, 409, 416)),
+    Operation("get", "/api/v1/jobs/{job_id}/poster", "The finished video's poster", "jobs",
+              "user", parameters=[JOB_ID], answers={200: "image/jpeg", 302: None},
+              errors=(404, 409)),
+    Operation("get", "/api/v1/jobs/{job_id}/events",
+              "A job's events: SSE (Accept: text/event-stream) or JSON", "jobs", "user",
+              parameters=[JOB_ID, _query("after", {"type": "integer", "minimum": 0},
+                                         "Only events with a greater id."),
+                          {"name": "Last-Event-ID", "in": "header", "required": False,
+                           "schema": {"type": "integer", "minimum": 0}}],
+              answers={200: s.EventList}, errors=(404, 422)),
+    Operation("post", "/api/v1/batches", "Create a batch", "batches", "operator",
+              body=s.BatchCreate, answers={201: s.BatchOut}, errors=(409, 415, 422)),
+    Operation("get", "/api/v1/batches", "List batches", "batches", "operator",
+              answers={200: s.BatchList}),
+    Operation("get", "/api/v1/batches/{batch_id}", "Get a batch", "batches", "operator",
+              parameters=[_uuid_param("batch_id")], answers={200: s.BatchOut}, errors=(404,)),
+    Operation("get", "/api/v1/ops/summary", "Operations summary", "ops", "operator",
+              answers={200: s.SummaryOut}),
+]  # fmt: skip
+
+_MODELS: list[type[BaseModel]] = sorted(
+    {
+        m
+        for op in OPERATIONS
+        for m in [op.body, *op.answers.values()]
+        if isinstance(m, type) and issubclass(m, BaseModel)
+    }
+    | {s.Problem},
+    key=lambda m: m.__name__,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _response(status: int, answer: type[BaseModel] | str | None) -> dict[str, Any]:
+    if answer is None:
+        return {"description": "Redirect to a short-lived URL" if status == 302 else "No content"}
+    if isinstance(answer, str):
+        return {"description": "Bytes", "content": {answer: {"schema": {"type": "string"}}}}
+    return {"description": answer.__doc__ or "",
+            "content": {"application/json": {"schema": _ref(answer)}}}  # fmt: skip
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": _ref(s.Problem)}}}  # fmt: skip
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(k): _response(k, v) for k, v in op.answers.items()}
+    errors = set(op.errors)
+    if op.auth != "none":
+        errors |= {401}
+    if op.auth == "operator" or (op.auth == "user" and op.method != "get"):
+        errors |= {403}  # wrong role, or a cookie session without its CSRF token
+    if op.body is not None:
+        errors |= {400, 413}
+    for code in sorted(errors):
+        responses[str(code)] = _problem(f"Problem ({code})")
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "tags": [op.tag],
+        "responses": responses,
+        "operationId": f"{op.method}_{op.path}".replace("/", "_"),
+    }
+    if op.auth == "none":
+        doc["security"] = []
+    if op.parameters:
+        doc["parameters"] = op.parameters
+    if op.body == "multipart":
+        doc["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
+        }
+    elif op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    return doc  # fmt: skip
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of the whole API."""
+    _, defs = models_json_schema(
+        [(m, "validation") for m in _MODELS if issubclass(m, s.Body)]
+        + [(m, "serialization") for m in _MODELS if not issubclass(m, s.Body)],
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "clipyard API", "version": "1",
+                 "description": "Errors are application/problem+json (RFC 9457). Browser "
+                 "sessions send X-CSRF-Token on every state-changing request."},
+        "paths": paths,
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "clipyard_session"},
+            },
+        },
+        "security": [{"bearer": []}, {"cookie": []}],
+    }  # fmt: skip

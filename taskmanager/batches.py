@@ -1,0 +1,125 @@
+"""Batches: an operator's set of jobs under one money budget and concurrency cap.
+
+Money is ``Decimal`` dollars throughout; a float never touches a budget.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from taskmanager.jobs import MAX_CPU, MAX_MEMORY_GB, MAX_RUNTIME_S, InvalidJobRequest
+from taskmanager.models import Batch, Job
+from taskmanager.settings import Settings
+
+MAX_BUDGET_USD = Decimal(100_000)
+MAX_CONCURRENT = 1000
+
+
+class BatchNotFound(Exception):
+    """No such batch (or not one the caller may see)."""
+
+
+class BatchNameTaken(Exception):
+    """The owner already has a batch of that name."""
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What an operator asks for; bounds are checked by ``create_batch``."""
+
+    owner_id: uuid.UUID
+    name: str
+    budget_usd: Decimal
+    max_concurrent: int = 10
+    cpu: Decimal | None = None
+    memory_gb: Decimal | None = None
+    max_runtime_s: int | None = None
+    is_spot: bool = False
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A batch with its jobs counted by state."""
+
+    batch: Batch
+    jobs_by_state: dict[str, int]
+
+
+def parse_money(value: str | int | Decimal, field: str) -> Decimal:
+    """Return ``value`` as dollars with at most six decimals; raise on anything else."""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise InvalidJobRequest(field, "must be a decimal number of dollars") from exc
+    if not amount.is_finite() or amount.as_tuple().exponent < -6:  # type: ignore[operator]
+        raise InvalidJobRequest(field, "must be a finite amount with at most 6 decimals")
+    return amount
+
+
+def create_batch(
+    sessions: sessionmaker[Session], settings: Settings, request: BatchRequest
+) -> Batch:
+    """Create an open batch; raise ``InvalidJobRequest`` or ``BatchNameTaken``."""
+    name = request.name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidJobRequest("name", "must be 1 to 200 characters")
+    if not Decimal(0) <= request.budget_usd <= MAX_BUDGET_USD:
+        raise InvalidJobRequest("budget_usd", f"must be between 0 and {MAX_BUDGET_USD} dollars")
+    if not 1 <= request.max_concurrent <= MAX_CONCURRENT:
+        raise InvalidJobRequest("max_concurrent", f"must be between 1 and {MAX_CONCURRENT}")
+    cpu = request.cpu if request.cpu is not None else settings.default_cpu
+    memory = request.memory_gb if request.memory_gb is not None else settings.default_memory_gb
+    runtime = request.max_runtime_s or settings.default_max_runtime_s
+    if not Decimal("0.25") <= cpu <= MAX_CPU:
+        raise InvalidJobRequest("cpu", f"must be between 0.25 and {MAX_CPU} vCPUs")
+    if not Decimal("0.5") <= memory <= MAX_MEMORY_GB:
+        raise InvalidJobRequest("memory_gb", f"must be between 0.5 and {MAX_MEMORY_GB} GB")
+    if not 1 <= runtime <= MAX_RUNTIME_S:
+        raise InvalidJobRequest("max_runtime_s", f"must be between 1 and {MAX_RUNTIME_S} seconds")
+    batch = Batch(
+        owner_id=request.owner_id, name=name, budget_usd=request.budget_usd,
+        max_concurrent=request.max_concurrent, cpu=cpu, memory_gb=memory,
+        max_runtime_s=runtime, is_spot=request.is_spot,
+        reserved_usd=Decimal(0), spent_usd=Decimal(0), state="open",
+    )  # fmt: skip
+    try:
+        with sessions.begin() as session:
+            session.add(batch)
+    except IntegrityError as exc:
+        raise BatchNameTaken(name) from exc
+    return batch
+
+
+def _counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.state, func.count()).where(Job.batch_id == batch_id).group_by(Job.state)
+    )
+    return {state: count for state, count in rows}
+
+
+def get_batch(
+    sessions: sessionmaker[Session], batch_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
+) -> BatchView:
+    """Return the batch with job counts; with ``owner_id``, only if that user owns it."""
+    with sessions() as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None or (owner_id is not None and batch.owner_id != owner_id):
+            raise BatchNotFound(str(batch_id))
+        return BatchView(batch, _counts(session, batch_id))
+
+
+def list_batches(
+    sessions: sessionmaker[Session], *, owner_id: uuid.UUID | None = None, limit: int = 100
+) -> list[Batch]:
+    """List batches, newest first; with ``owner_id``, only that user's."""
+    query = select(Batch).order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
+    if owner_id is not None:
+        query = query.where(Batch.owner_id == owner_id)
+    with sessions() as session:
+        return list(session.scalars(query))

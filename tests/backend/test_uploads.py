@@ -1,0 +1,143 @@
+"""Uploads: real decoding, every refusal as a clear 4xx, a clean upright stored copy."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+
+from taskmanager.models import Upload
+from tests.backend.conftest import Identity, png_bytes, upload_photo
+
+
+def _post(client: FlaskClient, who: Identity, data: bytes, name: str = "photo.png") -> object:
+    return client.post(
+        "/api/v1/uploads",
+        data={"file": (io.BytesIO(data), name)},
+        headers=who.headers,
+        content_type="multipart/form-data",
+    )
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_bomb(side: int = 50_000) -> bytes:
+    """A PNG that claims side x side pixels (its pixel data would be gigabytes)."""
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    row = b"\0" + b"\0" * side
+    data = zlib.compress(row * 4, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", data)
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _jpeg_with_exif_orientation() -> bytes:
+    """A 60x20 JPEG (left half red) tagged 'rotate 90 CW to view' (orientation 6)."""
+    image = Image.new("RGB", (60, 20), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 30, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation
+    exif[0x010F] = "SecretCam"  # make
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes(), quality=95)
+    return out.getvalue()
+
+
+def test_accepted_photo_is_upright_and_has_no_metadata(
+    app: Flask, client: FlaskClient, alice: Identity
+) -> None:
+    upload_id = upload_photo(client, alice, _jpeg_with_exif_orientation())
+    services = app.extensions["clipyard"]
+    with services.sessions() as session:
+        row = session.get(Upload, upload_id)
+    assert row is not None
+    assert (row.width, row.height) == (20, 60)
+    assert row.content_type == "image/jpeg"
+    assert len(row.sha256) == 64
+    stored = Image.open(io.BytesIO(b"".join(services.storage.iter_bytes(row.blob_key))))
+    assert stored.size == (20, 60)
+    assert not stored.getexif()
+    assert "exif" not in stored.info
+    # Rotated 90 degrees clockwise: the red left half is now on top.
+    top = stored.getpixel((10, 5))
+    bottom = stored.getpixel((10, 55))
+    assert top[0] > 200  # type: ignore[index]
+    assert top[2] < 60  # type: ignore[index]
+    assert bottom[2] > 200  # type: ignore[index]
+    assert bottom[0] < 60  # type: ignore[index]
+    shown = client.get(f"/api/v1/uploads/{upload_id}", headers=alice.headers)
+    assert shown.status_code == 200
+    assert shown.json["size_bytes"] == row.size_bytes  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "status", "words"),
+    [
+        (b"", "empty.png", 422, "empty"),
+        (b"just some text, honestly\n" * 10, "notes.png", 415, "JPEG, PNG or WebP"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "a.svg", 415, "PNG"),
+        (_png_bomb(), "bomb.png", 422, "pixels"),
+    ],
+)
+def test_refusals(
+    client: FlaskClient, alice: Identity, data: bytes, name: str, status: int, words: str
+) -> None:
+    response = _post(client, alice, data, name)
+    assert response.status_code == status, response.json  # type: ignore[attr-defined]
+    assert response.mimetype == "application/problem+json"  # type: ignore[attr-defined]
+    assert response.json["field"] == "file"  # type: ignore[attr-defined]
+    assert words in response.json["detail"]  # type: ignore[attr-defined]
+
+
+def test_bomb_names_the_pixel_limit(client: FlaskClient, alice: Identity) -> None:
+    response = _post(client, alice, _png_bomb(), "bomb.png")
+    assert response.json["limit"] == 40_000_000  # type: ignore[attr-defined]
+
+
+def test_truncated_jpeg_is_refused(client: FlaskClient, alice: Identity) -> None:
+    image = Image.effect_noise((256, 256), 64).convert("RGB")
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    whole = out.getvalue()
+    response = _post(client, alice, whole[: len(whole) // 2], "cut.jpg")
+    assert response.status_code == 422  # type: ignore[attr-defined]
+    assert "truncated" in response.json["detail"]  # type: ignore[attr-defined]
+
+
+def test_oversized_body_is_413_naming_the_limit(app: Flask, alice: Identity) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 10_000
+    response = _post(app.test_client(), alice, png_bytes() + b"\0" * 20_000)
+    assert response.status_code == 413  # type: ignore[attr-defined]
+    assert response.json["limit"] == 10_000  # type: ignore[attr-defined]
+
+
+def test_photo_over_the_byte_limit_is_413(app: Flask, alice: Identity) -> None:
+    services = app.extensions["clipyard"]
+    services.settings = services.settings.model_copy(update={"max_upload_bytes": 1000})
+    response = _post(app.test_client(), alice, png_bytes(300, 300, None) + b"\0" * 2000)
+    assert response.status_code == 413  # type: ignore[attr-defined]
+    assert response.json["limit"] == 1000  # type: ignore[attr-defined]
+
+
+def test_missing_file_field(client: FlaskClient, alice: Identity) -> None:
+    response = client.post("/api/v1/uploads", data={"other": "x"}, headers=alice.headers,
+                           content_type="multipart/form-data")  # fmt: skip
+    assert response.status_code == 422
+    assert response.json["field"] == "file"  # type: ignore[index]
+    not_multipart = client.post("/api/v1/uploads", json={}, headers=alice.headers)
+    assert not_multipart.status_code == 422
+
+
+def test_other_users_upload_is_404(client: FlaskClient, alice: Identity, bob: Identity) -> None:
+    upload_id = upload_photo(client, alice)
+    assert client.get(f"/api/v1/uploads/{upload_id}", headers=bob.headers).status_code == 404
