@@ -54,6 +54,8 @@ class Outcome:
     cpu_seconds: float | None = None
     # The backend's own advice on when to try again (Retry-After), if it gave one.
     retry_after_s: float | None = None
+    # False when no container ever ran (refused, or cancelled first): nothing to bill.
+    is_launched: bool = True
 
     @classmethod
     def _of(
@@ -132,7 +134,10 @@ class Outcome:
     @classmethod
     def not_launched(cls) -> Outcome:
         """Classify an attempt cancelled before its container was started."""
-        return cls(RunState.CANCELLED, "cancelled", False, message="cancelled before launch")
+        return cls(
+            RunState.CANCELLED, "cancelled", False, message="cancelled before launch",
+            is_launched=False,
+        )  # fmt: skip
 
     @classmethod
     def launch_failed(cls, error: BackendError) -> Outcome:
@@ -140,7 +145,7 @@ class Outcome:
         kind = "capacity" if error.is_retryable else "launch"
         return cls(
             RunState.FAILED, kind, error.is_retryable, message=str(error),
-            retry_after_s=error.retry_after_s,
+            retry_after_s=error.retry_after_s, is_launched=False,
         )  # fmt: skip
 
 
@@ -250,7 +255,7 @@ def _billed_seconds(outcome: Outcome, run: Run, db_now: datetime) -> float:
     """Return the billable time: from the launch request (image pull included) to the end."""
     start = run.launched_at or outcome.started_at or run.started_at
     end = outcome.finished_at or db_now
-    if start is None:
+    if start is None or not outcome.is_launched:
         return 0.0
     return max(0.0, (end - start).total_seconds())
 

@@ -20,7 +20,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from taskmanager.admission import admit
-from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
+from taskmanager.backends.base import (
+    BackendError,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+)
 from taskmanager.containerlog import ContainerLog
 from taskmanager.containerspec import FakeJobNotAllowed, build_spec, container_name
 from taskmanager.finishing import Outcome, finish_attempt
@@ -44,6 +49,8 @@ class _Attempt:
     name: str
     # Set when this manager created the run and so already holds its lease.
     token: int | None = None
+    # Set with token: the spec to launch, the run already marked launching.
+    spec: ContainerSpec | None = None
 
 
 class LeaseLost(Exception):
@@ -182,7 +189,11 @@ class Supervisor:
             error_code=None,
             error_message=None,
         )
-        return _Attempt(run.id, run.container_name, token=1)
+        try:
+            spec = self._spec_for_launch(session, job, run, token=1)
+        except BackendError:
+            spec = None  # e.g. fake jobs refused: the launch path records the refusal
+        return _Attempt(run.id, run.container_name, token=1, spec=spec)
 
     def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
         """Record why the job waits, once per reason (not on every re-check)."""
@@ -203,6 +214,11 @@ class Supervisor:
     # --- phase 2: launch or adopt --------------------------------------------------------
 
     def _launch_or_adopt(self, attempt: _Attempt, token: int, bound: structlog.BoundLogger) -> None:
+        if attempt.spec is not None:
+            # This manager just created the attempt: no container can exist under its
+            # fresh name, and the run is already marked launching.
+            self._launch(attempt.spec, bound)
+            return
         status = self.rt.backend.status(attempt.name)
         with self.rt.sessions.begin() as session:
             run = session.get_one(Run, attempt.run_id)
@@ -218,18 +234,24 @@ class Supervisor:
             job = session.get_one(Job, run.job_id)
             if job.cancel_requested:
                 raise CancelledBeforeLaunch
-            template = session.get_one(Template, job.template_id)
-            upload = session.get_one(Upload, job.upload_id)
-            try:
-                spec = build_spec(
-                    job, run, token, template, upload, self.rt.storage, self.rt.settings
-                )
-            except FakeJobNotAllowed as exc:
-                raise BackendError(str(exc), is_retryable=False) from exc
-            if run.run_state is RunState.PENDING:
-                transition_run(
-                    session, run, RunState.LAUNCHING, lease_token=token, launched_at=_db_now()
-                )
+            spec = self._spec_for_launch(session, job, run, token)
+        self._launch(spec, bound)
+
+    def _spec_for_launch(self, session: Session, job: Job, run: Run, token: int) -> ContainerSpec:
+        """Build the run's spec and mark the run launching (in the caller's transaction)."""
+        template = session.get_one(Template, job.template_id)
+        upload = session.get_one(Upload, job.upload_id)
+        try:
+            spec = build_spec(job, run, token, template, upload, self.rt.storage, self.rt.settings)
+        except FakeJobNotAllowed as exc:
+            raise BackendError(str(exc), is_retryable=False) from exc
+        if run.run_state is RunState.PENDING:
+            transition_run(
+                session, run, RunState.LAUNCHING, lease_token=token, launched_at=_db_now()
+            )
+        return spec
+
+    def _launch(self, spec: ContainerSpec, bound: structlog.BoundLogger) -> None:
         try:
             self.rt.backend.launch(spec)
         except BackendError as exc:

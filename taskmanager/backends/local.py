@@ -1,7 +1,7 @@
 """The local backend: each container is a detached process group on this machine.
 
 A run directory per container holds its spec, log, pid files and exit code (see
-``localshim.py``), so any manager — including one started after the launching manager
+``localshim.sh``), so any manager — including one started after the launching manager
 died — can find, watch, stop and remove it by name.
 """
 
@@ -28,7 +28,7 @@ from taskmanager.backends.base import (
     ContainerStatus,
 )
 
-SHIM = Path(__file__).with_name("localshim.py")
+SHIM = Path(__file__).with_name("localshim.sh")
 # A launch that has not written its pid within this long has failed to start.
 _START_TIMEOUT_S = 30.0
 _MAX_LOG_CHUNK = 4 * 1024 * 1024
@@ -71,23 +71,20 @@ class LocalBackend:
         record = asdict(spec)
         record["cpu"], record["memory_gb"] = str(spec.cpu), str(spec.memory_gb)
         record.pop("secure_env")
+        record.pop("env")
         record["created_at"] = time.time()
         (run_dir / "spec.json").write_text(json.dumps(record))
-        env_file = run_dir / "env"
-        env_file.touch(mode=0o600)
-        env_file.write_bytes(
-            b"\0".join(f"{k}={v}".encode() for k, v in {**spec.env, **spec.secure_env}.items())
-        )
         command = [*self.images[spec.image], *spec.args]
-        # The shim's first process exits at once, leaving the detached one; it is reaped
-        # on a later launch rather than waited for, so the manager gets on with watching.
+        # The shim gets the container's environment directly (secrets never touch a file)
+        # and a session of its own; it is reaped on a later launch, not waited for.
         self._launchers = [p for p in self._launchers if p.poll() is None]
         self._launchers.append(
             subprocess.Popen(
-                [sys.executable, "-I", "-S", str(SHIM), str(run_dir), "--", *command],
+                ["/bin/sh", str(SHIM), str(run_dir), *command],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env={**os.environ, **spec.env, **spec.secure_env},
                 start_new_session=True,
             )
         )
@@ -100,16 +97,14 @@ class LocalBackend:
         started_at = _read_time(run_dir / "started_at")
         exit_text = _read(run_dir / "exit_code")
         if exit_text is not None:
-            usage = json.loads(_read(run_dir / "usage.json") or "{}")
             code = int(exit_text)
             return ContainerStatus(
                 ContainerState.EXITED,
                 exit_code=code,
                 started_at=started_at,
-                finished_at=_timestamp(usage.get("finished_at")),
+                finished_at=_read_time(run_dir / "finished_at"),
                 detail=_detail_for(code, run_dir),
-                peak_rss_mb=usage.get("peak_rss_mb"),
-                cpu_seconds=usage.get("cpu_seconds"),
+                cpu_seconds=_children_cpu_seconds(_read(run_dir / "times")),
             )
         pid = _read_int(run_dir / "shim.pid")
         if pid is None:
@@ -240,6 +235,24 @@ def _timestamp(value: float | None) -> datetime | None:
 def _read_time(path: Path) -> datetime | None:
     text = _read(path)
     return _timestamp(float(text)) if text else None
+
+
+def _children_cpu_seconds(times: str | None) -> float | None:
+    """Sum the children's user and system time from the shell's ``times`` output.
+
+    Its second line reads like ``0m1.230000s 0m0.040000s``.
+    """
+    lines = (times or "").split("\n")
+    if len(lines) < 2:
+        return None
+    total = 0.0
+    for field in lines[1].split():
+        minutes, _, seconds = field.rstrip("s").partition("m")
+        try:
+            total += float(minutes) * 60 + float(seconds)
+        except ValueError:
+            return None
+    return total
 
 
 def _detail_for(exit_code: int, run_dir: Path) -> str | None:

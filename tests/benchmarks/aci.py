@@ -25,6 +25,7 @@ from taskmanager.backends.aci import AciBackend
 from taskmanager.backends.aci_factory import create_aci_backend
 from taskmanager.backends.base import ContainerSpec, ContainerState
 from taskmanager.localservices import EmbeddedRedis
+from taskmanager.logs import configure_logging
 from taskmanager.settings import Settings
 from tests.benchmarks.common import emit
 
@@ -68,6 +69,7 @@ def _run_job(backend: AciBackend, index: int) -> int:
 
 def main() -> None:
     """Run the benchmark and print its figures."""
+    configure_logging("WARNING")  # stdout carries only the figures
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="clipyard-bench-aci-") as directory:
         root = Path(directory)

@@ -39,8 +39,7 @@ def test_runs_reports_logs_and_exit_code(backend: LocalBackend) -> None:
     assert status.started_at is not None
     assert status.finished_at is not None
     assert status.finished_at >= status.started_at
-    assert status.peak_rss_mb is not None
-    assert status.peak_rss_mb > 0
+    assert status.cpu_seconds is not None  # measured by the shim, for sizing jobs
     text, cursor = backend.logs_since("c1", 0)
     events = [json.loads(line)["event"] for line in text.splitlines()]
     assert events == ["start", "progress", "progress", "progress", "error"]
