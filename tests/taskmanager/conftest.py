@@ -24,8 +24,7 @@ from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from taskmanager.worker import build_runtime
-from tests.armemulator.emulator import ArmEmulator
-from tests.armemulator.fixtures import arm_emulator  # noqa: F401 - a fixture
+from tests.armemulator.fixtures import arm_emulator, emulator_settings  # noqa: F401
 from tests.services import REPO_ROOT
 from tests.taskmanager.factories import make_owner_upload_template
 
@@ -64,23 +63,6 @@ def container_backend() -> str:
     return "local"
 
 
-def aci_overrides(emulator: ArmEmulator) -> dict[str, Any]:
-    """Return settings that point the aci backend at the ARM emulator, with short timings."""
-    return {
-        "container_backend": "aci",
-        "aci_subscription_id": emulator.subscription_id,
-        "aci_resource_group": emulator.resource_group,
-        "aci_arm_endpoint": emulator.endpoint,
-        "aci_ca_bundle": emulator.ca_bundle,
-        "aci_static_token": SecretStr("emulator-token"),
-        "aci_sdk_retries": 2,
-        "aci_sdk_backoff_s": 0.01,
-        "aci_max_inline_retry_after_s": 0.5,
-        "aci_lro_poll_interval_s": 0.05,
-        "aci_rate_max_wait_s": 10.0,
-    }
-
-
 @pytest.fixture
 def manager_settings(
     tmp_path: Path,
@@ -92,7 +74,7 @@ def manager_settings(
     """Settings for supervision tests: fast timings, fake jobs allowed, the chosen backend."""
     backend: dict[str, Any] = {}
     if container_backend == "aci":
-        backend = aci_overrides(request.getfixturevalue("arm_emulator"))
+        backend = emulator_settings(request.getfixturevalue("arm_emulator"))
     return Settings(
         data_dir=tmp_path / "data",
         database_url=SecretStr(database_url),

@@ -19,7 +19,7 @@ from taskmanager.backends.aci_factory import create_aci_backend
 from taskmanager.backends.base import BackendError, ContainerSpec, ContainerState
 from taskmanager.settings import Settings
 from tests.armemulator import ArmEmulator
-from tests.armemulator.fixtures import arm_emulator  # noqa: F401  (the fixture)
+from tests.armemulator.fixtures import arm_emulator, emulator_settings  # noqa: F401
 from tests.services import wait_until
 
 SECRET = "sv=2024-01-01&sig=TOPSECRETSIGNATURE"
@@ -33,18 +33,8 @@ CHATTY = [sys.executable, "-I", "-S", "-c",
 def aci_settings(emulator: ArmEmulator, redis_url: str, **overrides: Any) -> Settings:
     """Return settings pointing the aci backend at the emulator, with short timings."""
     fields: dict[str, Any] = {
-        "container_backend": "aci",
         "redis_url": SecretStr(redis_url),
-        "aci_subscription_id": emulator.subscription_id,
-        "aci_resource_group": emulator.resource_group,
-        "aci_arm_endpoint": emulator.endpoint,
-        "aci_ca_bundle": emulator.ca_bundle,
-        "aci_static_token": SecretStr("emulator-token"),
-        "aci_sdk_retries": 2,
-        "aci_sdk_backoff_s": 0.01,
-        "aci_max_inline_retry_after_s": 0.5,
-        "aci_lro_poll_interval_s": 0.05,
-        "aci_rate_max_wait_s": 10.0,
+        **emulator_settings(emulator),
         **overrides,
     }
     return Settings(**fields)
