@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from taskmanager.models import Job, JobEvent, Run
@@ -31,7 +31,14 @@ def record_event(
     from_state: str | None = None,
     to_state: str | None = None,
 ) -> JobEvent:
-    """Append one event to the job's history (flushed, so its id is known)."""
+    """Append one event to the job's history (flushed, so its id is known).
+
+    The job's row is locked first, so a job's events commit in the order of their ids
+    and a reader resuming "after id N" (Server-Sent Events) can never skip one that
+    commits late. Holding the lock already (a transition did) costs nothing more.
+    """
+    # FOR NO KEY UPDATE: serialises event writers without blocking foreign-key checks.
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update(key_share=True))
     event = JobEvent(
         job_id=job_id,
         run_id=run_id,

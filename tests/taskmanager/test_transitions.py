@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.models import Job, JobEvent, Run
 from taskmanager.states import InvalidTransition, JobState, RunState
-from taskmanager.transitions import ConcurrentChange, transition_job, transition_run
+from taskmanager.transitions import (
+    ConcurrentChange,
+    record_event,
+    transition_job,
+    transition_run,
+)
+from tests.services import wait_until
 from tests.taskmanager.factories import make_job, make_run
 
 
@@ -124,3 +132,43 @@ def test_job_state_enum_round_trips(sessions: sessionmaker[Session]) -> None:
         job = make_job(session)
         assert job.job_state is JobState.QUEUED
         assert not job.job_state.is_terminal
+
+
+def test_a_jobs_events_commit_in_id_order(sessions: sessionmaker[Session]) -> None:
+    """A second writer waits for the first, so no reader resuming after an id skips one."""
+    with sessions.begin() as session:
+        job_id = make_job(session).id
+    first = sessions()
+    early = record_event(first, job_id, "progress", {"done": 1})
+    later: list[int] = []
+
+    def write_second() -> None:
+        with sessions.begin() as second:
+            later.append(record_event(second, job_id, "cancel_requested").id)
+
+    writer = threading.Thread(target=write_second)
+    writer.start()
+    try:
+        wait_until(lambda: _is_waiting_on_a_lock(sessions), 10, "second writer waits")
+        assert later == []
+    finally:
+        first.commit()
+        first.close()
+    writer.join(timeout=10)
+    assert later[0] > early.id
+    with sessions() as session:
+        assert [e.id for e in _events(session, session.get_one(Job, job_id))] == [
+            early.id,
+            later[0],
+        ]
+
+
+def _is_waiting_on_a_lock(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as session:
+        waiting = session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar_one()
+        return bool(waiting)
