@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,14 +16,15 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from taskmanager.jobs import JobRequest, submit_job
-from taskmanager.models import Job
+from taskmanager.models import Job, Run
 from taskmanager.reconciler import reconcile
 from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
-from taskmanager.states import JobState
+from taskmanager.states import TERMINAL_JOB_STATES, JobState
 from taskmanager.worker import build_runtime
 from tests.armemulator.fixtures import arm_emulator, emulator_settings  # noqa: F401
 from tests.services import REPO_ROOT
@@ -162,6 +164,23 @@ def owner_and_upload(runtime: Runtime) -> tuple[uuid.UUID, uuid.UUID, str]:
     with runtime.sessions.begin() as session:
         owner_id, upload_id = make_owner_upload_template(session, "frame")
     return owner_id, upload_id, "frame"
+
+
+# Every state a job can end in (until someone retries it).
+TERMINAL = set(TERMINAL_JOB_STATES)
+
+
+def runs_of(runtime: Runtime, job_id: uuid.UUID) -> list[Run]:
+    """Return the job's runs, first attempt first."""
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Run).where(Run.job_id == job_id).order_by(Run.attempt)))
+
+
+def container_starts(runtime: Runtime, run: Run) -> int:
+    """Count how many times the attempt's container started, from its saved log."""
+    assert run.log_key is not None
+    text = b"".join(runtime.storage.iter_bytes(run.log_key)).decode()
+    return sum(1 for line in text.splitlines() if json.loads(line).get("event") == "start")
 
 
 SubmitFake = Callable[..., Job]

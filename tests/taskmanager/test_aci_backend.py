@@ -365,40 +365,30 @@ def test_four_managers_never_exceed_the_create_rate(
     names = [f"rate-{i:03d}" for i in range(150)]
     failures: list[BaseException] = []
 
-    def run(manager: AciBackend, mine: list[str]) -> None:
-        try:
-            for name in mine:
-                manager.launch(_spec(name, image="idle"))
-        except BaseException as exc:
-            failures.append(exc)
+    def in_parallel(action: Callable[[AciBackend, str], None]) -> None:
+        """Let each manager act on its share of the names, all at once."""
 
-    threads = [
-        threading.Thread(target=run, args=(manager, names[i::4]))
-        for i, manager in enumerate(managers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not failures
+        def share(manager: AciBackend, mine: list[str]) -> None:
+            try:
+                for name in mine:
+                    action(manager, name)
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=share, args=(manager, names[i::4]))
+            for i, manager in enumerate(managers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not failures
+
+    in_parallel(lambda manager, name: manager.launch(_spec(name, image="idle")))
     assert len(arm_emulator.create_times) == 150
     assert arm_emulator.max_in_window(arm_emulator.create_times, 3.0) <= 100
     assert arm_emulator.max_in_window(arm_emulator.create_times, 3.0) >= 90  # not far below
 
-    def clean(manager: AciBackend, mine: list[str]) -> None:
-        try:
-            for name in mine:
-                manager.remove(name)
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [
-        threading.Thread(target=clean, args=(manager, names[i::4]))
-        for i, manager in enumerate(managers)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not failures
+    in_parallel(lambda manager, name: manager.remove(name))
     assert arm_emulator.max_in_window(arm_emulator.delete_times, 3.0) <= 100

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from sqlalchemy import select
 
 from taskmanager.jobs import cancel_job, job_events
-from taskmanager.models import Job, Run
+from taskmanager.models import Job
 from taskmanager.runtime import Runtime
-from taskmanager.states import JobState
 from tests.armemulator.emulator import ArmEmulator
 from tests.services import wait_until
-from tests.taskmanager.conftest import SubmitFake, WorkerPool, wait_for_job
-
-TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, runs_of, wait_for_job
 
 
 @pytest.fixture
 def container_backend() -> str:
     return "aci"
-
-
-def _runs(runtime: Runtime, job_id: uuid.UUID) -> list[Run]:
-    with runtime.sessions() as session:
-        return list(session.scalars(select(Run).where(Run.job_id == job_id).order_by(Run.attempt)))
 
 
 def test_evictions_are_retried_apart_from_crashes_then_fall_back_to_regular(
@@ -37,13 +26,13 @@ def test_evictions_are_retried_apart_from_crashes_then_fall_back_to_regular(
     for attempt in (1, 2):
 
         def is_running(a: int = attempt) -> bool:
-            return any(r.attempt == a and r.state == "running" for r in _runs(runtime, job.id))
+            return any(r.attempt == a and r.state == "running" for r in runs_of(runtime, job.id))
 
         wait_until(is_running, 30, f"attempt {attempt} running")
-        arm_emulator.evict(_runs(runtime, job.id)[-1].container_name)
+        arm_emulator.evict(runs_of(runtime, job.id)[-1].container_name)
     # Third attempt: Spot has been evicted twice, so it runs at Regular priority.
-    wait_until(lambda: len(_runs(runtime, job.id)) == 3, 30, "third attempt")
-    runs = _runs(runtime, job.id)
+    wait_until(lambda: len(runs_of(runtime, job.id)) == 3, 30, "third attempt")
+    runs = runs_of(runtime, job.id)
     assert [(r.is_spot, r.failure_kind) for r in runs[:2]] == [(True, "evicted"), (True, "evicted")]
     assert not runs[2].is_spot
     with runtime.sessions() as session:
@@ -73,7 +62,7 @@ def test_quota_refusal_is_retried_without_using_an_attempt(
     job = submit_fake({"seconds": 0.3}, max_attempts=1)
     done = wait_for_job(runtime, job.id, TERMINAL, timeout_s=60)
     assert done.state == "succeeded"
-    runs = _runs(runtime, job.id)
+    runs = runs_of(runtime, job.id)
     assert [r.failure_kind for r in runs] == ["capacity", None]
     kinds = [
         e.data.get("reason") for e in job_events(runtime.sessions, job.id) if e.kind == "state"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -21,22 +20,19 @@ from taskmanager.runtime import Runtime
 from taskmanager.states import JobState
 from taskmanager.supervisor import Supervisor
 from tests.services import ThrowawayDatabases, wait_until
-from tests.taskmanager.conftest import SubmitFake, WorkerPool, wait_for_job
-
-TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+from tests.taskmanager.conftest import (
+    TERMINAL,
+    SubmitFake,
+    WorkerPool,
+    container_starts,
+    wait_for_job,
+)
 
 
 def _only_run(runtime: Runtime, job_id: uuid.UUID) -> Run:
     with runtime.sessions() as session:
         [run] = session.scalars(select(Run).where(Run.job_id == job_id))
         return run
-
-
-def _container_starts(runtime: Runtime, run: Run) -> int:
-    """Count how many times the attempt's container started, from its saved log."""
-    assert run.log_key is not None
-    text = b"".join(runtime.storage.iter_bytes(run.log_key)).decode()
-    return sum(1 for line in text.splitlines() if json.loads(line).get("event") == "start")
 
 
 def _kinds(runtime: Runtime, job_id: uuid.UUID) -> list[str]:
@@ -63,7 +59,7 @@ def test_sigkilled_manager_is_replaced_by_one_that_adopts_the_same_container(
     run = _only_run(runtime, job.id)
     assert run.attempt == 1
     assert run.lease_token >= 2  # taken over
-    assert _container_starts(runtime, run) == 1  # adopted, never launched twice
+    assert container_starts(runtime, run) == 1  # adopted, never launched twice
     kinds = _kinds(runtime, job.id)
     assert "adoption_requested" in kinds
     assert "adopted" in kinds
@@ -88,7 +84,7 @@ def test_two_managers_racing_for_one_job_supervise_it_once(
     assert done.state == "succeeded"
     run = _only_run(runtime, job.id)
     assert run.lease_token == 1  # one lease ever taken
-    assert _container_starts(runtime, run) == 1
+    assert container_starts(runtime, run) == 1
 
 
 def test_graceful_shutdown_hands_the_run_over(
@@ -107,7 +103,7 @@ def test_graceful_shutdown_hands_the_run_over(
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "succeeded"
     run = _only_run(runtime, job.id)
-    assert _container_starts(runtime, run) == 1
+    assert container_starts(runtime, run) == 1
 
 
 def test_redis_flushed_mid_run_and_while_queued_loses_no_job(
@@ -133,7 +129,7 @@ def test_postgres_restart_mid_run_is_ridden_out(
     test_databases.server.restart()
     done = wait_for_job(runtime, job.id, TERMINAL, timeout_s=40)
     assert done.state == "succeeded"
-    assert _container_starts(runtime, _only_run(runtime, job.id)) == 1
+    assert container_starts(runtime, _only_run(runtime, job.id)) == 1
 
 
 @pytest.mark.parametrize("container_backend", ["local", "aci"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,9 +14,13 @@ from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from taskmanager.supervisor import Supervisor
 from tests.services import wait_until
-from tests.taskmanager.conftest import SubmitFake, WorkerPool, wait_for_job
-
-TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+from tests.taskmanager.conftest import (
+    TERMINAL,
+    SubmitFake,
+    WorkerPool,
+    runs_of,
+    wait_for_job,
+)
 
 
 @pytest.fixture(params=["local", "aci"])
@@ -43,22 +45,6 @@ def test_happy_path(runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFa
     assert runtime.backend.list_ours() == []
 
 
-def _runs(runtime: Runtime, job_id: object) -> list[Run]:
-    with runtime.sessions() as session:
-        return list(session.scalars(select(Run).where(Run.job_id == job_id).order_by(Run.attempt)))
-
-
-def _event_kinds(runtime: Runtime, job_id: uuid.UUID) -> list[str]:
-    return [event.kind for event in job_events(runtime.sessions, job_id)]
-
-
-def _container_starts(runtime: Runtime, run: Run) -> int:
-    """Count how many times the attempt's container started, from its saved log."""
-    assert run.log_key is not None
-    text = b"".join(runtime.storage.iter_bytes(run.log_key)).decode()
-    return sum(1 for line in text.splitlines() if json.loads(line).get("event") == "start")
-
-
 def test_transient_failure_is_retried_then_succeeds(
     runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFake
 ) -> None:
@@ -67,7 +53,7 @@ def test_transient_failure_is_retried_then_succeeds(
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "succeeded"
     assert done.attempt == 2
-    runs = _runs(runtime, job.id)
+    runs = runs_of(runtime, job.id)
     assert [(r.state, r.exit_code, r.failure_kind) for r in runs] == [
         ("failed", 3, "storage"),
         ("succeeded", 0, None),
@@ -83,7 +69,7 @@ def test_bad_input_fails_at_once_without_retry(
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert (done.state, done.error_code, done.attempt) == ("failed", "bad_input", 1)
     assert done.error_message == "fake failure"
-    assert len(_runs(runtime, job.id)) == 1
+    assert len(runs_of(runtime, job.id)) == 1
 
 
 def test_retries_stop_at_max_attempts(
@@ -103,7 +89,7 @@ def test_cancel_while_queued_never_starts_a_container(
     workers.start(1)
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "cancelled"
-    assert _runs(runtime, job.id) == []
+    assert runs_of(runtime, job.id) == []
 
 
 def test_cancel_while_starting_launches_nothing(runtime: Runtime, submit_fake: SubmitFake) -> None:
@@ -116,7 +102,7 @@ def test_cancel_while_starting_launches_nothing(runtime: Runtime, submit_fake: S
     supervisor.supervise(job.id)
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "cancelled"
-    [run] = _runs(runtime, job.id)
+    [run] = runs_of(runtime, job.id)
     assert run.state == "cancelled"
     assert run.billed_seconds == 0  # nothing ran, nothing is billed
     assert runtime.backend.list_ours() == []
@@ -131,7 +117,7 @@ def test_cancel_while_running_stops_and_removes_the_container(
     cancel_job(runtime.sessions, job.id)
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "cancelled"
-    [run] = _runs(runtime, job.id)
+    [run] = runs_of(runtime, job.id)
     assert run.state == "cancelled"
     if container_backend == "local":
         assert run.exit_code == 128 + 15
@@ -148,7 +134,7 @@ def test_container_ignoring_sigterm_is_killed(
     cancel_job(runtime.sessions, job.id)
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "cancelled"
-    [run] = _runs(runtime, job.id)
+    [run] = runs_of(runtime, job.id)
     assert run.exit_code == 128 + 9
     assert run.failure_kind == "cancelled"
     assert runtime.backend.list_ours() == []
@@ -161,7 +147,7 @@ def test_deadline_kills_the_container(
     job = submit_fake({"seconds": 30}, max_runtime_s=1)
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert (done.state, done.error_code) == ("timed_out", "deadline")
-    [run] = _runs(runtime, job.id)
+    [run] = runs_of(runtime, job.id)
     assert run.state == "timed_out"
     assert run.billed_seconds is not None
     assert 1.0 <= run.billed_seconds < 30
@@ -179,5 +165,5 @@ def test_stalled_container_is_killed_and_retried(
     finally:
         pool.stop()
     assert (done.state, done.error_code, done.attempt) == ("failed", "stalled", 2)
-    assert [r.state for r in _runs(runtime, job.id)] == ["timed_out", "timed_out"]
+    assert [r.state for r in runs_of(runtime, job.id)] == ["timed_out", "timed_out"]
     assert runtime.backend.list_ours() == []

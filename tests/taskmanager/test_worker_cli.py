@@ -18,10 +18,9 @@ from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from tests.services import REPO_ROOT
-from tests.taskmanager.conftest import SubmitFake, settings_env, wait_for_job
+from tests.taskmanager.conftest import TERMINAL, SubmitFake, settings_env, wait_for_job
 
 CLIPYARD = str(Path(sys.executable).parent / "clipyard")
-TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
 
 
 @contextmanager
