@@ -19,6 +19,7 @@ from backend.problems import register_problem_handlers
 from backend.ratelimit import RateLimiter
 from backend.services import Services
 from backend.sse import EventHub
+from backend.tokencache import TokenCache
 from taskmanager.db import create_db_engine, create_session_factory
 from taskmanager.queueing import TaskTigerEnqueuer, create_redis, create_tiger
 from taskmanager.settings import Settings
@@ -54,6 +55,7 @@ def build_services(settings: Settings, database_url: str, redis_url: str) -> Ser
         storage=create_storage(settings), redis=connection, tiger=tiger,
         enqueuer=TaskTigerEnqueuer(tiger, settings), limiter=RateLimiter(connection),
         hub=EventHub(engine, settings.sse_poll_interval_s),
+        tokens=TokenCache(settings.token_cache_s),
     )  # fmt: skip
 
 

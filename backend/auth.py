@@ -64,9 +64,13 @@ def _resolve() -> Caller | None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise AuthRequired("use 'Authorization: Bearer <token>'")
-        user = user_for_token(services().sessions, secret.strip())
+        secret = secret.strip()
+        user = services().tokens.get(secret)
         if user is None:
-            raise AuthRequired("the API token is unknown, expired or revoked")
+            user = user_for_token(services().sessions, secret)
+            if user is None:
+                raise AuthRequired("the API token is unknown, expired or revoked")
+            services().tokens.put(secret, user)
         return Caller(user, "token")
     uid = session.get("uid")
     if uid is None:

@@ -21,7 +21,7 @@ from taskmanager.accounts import (
     TokenNotFound,
 )
 from taskmanager.batches import BatchNameTaken, BatchNotFound
-from taskmanager.jobs import InvalidJobRequest, JobNotFound, JobStateConflict
+from taskmanager.jobs import IdempotencyKeyReused, InvalidJobRequest, JobNotFound, JobStateConflict
 from taskmanager.storage.base import BlobNotFound, StorageUnavailable
 from taskmanager.templates import TemplateNotFound
 from taskmanager.uploads import (
@@ -47,6 +47,8 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (InvalidJobRequest, 422, "Invalid request"),
     (InvalidAccountRequest, 422, "Invalid request"),
     (JobStateConflict, 409, "Conflict"),
+    # As the IETF idempotency-key draft says: a key reused with another payload is 422.
+    (IdempotencyKeyReused, 422, "Idempotency key reused"),
     (EmailTaken, 409, "Email taken"),
     (BatchNameTaken, 409, "Batch name taken"),
     (InvalidCredentials, 401, "Invalid credentials"),

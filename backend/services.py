@@ -15,6 +15,7 @@ from tasktiger import TaskTiger
 
 from backend.ratelimit import RateLimiter
 from backend.sse import EventHub
+from backend.tokencache import TokenCache
 from taskmanager.queueing import TaskTigerEnqueuer
 from taskmanager.settings import Settings
 from taskmanager.storage import Storage
@@ -33,6 +34,7 @@ class Services:
     enqueuer: TaskTigerEnqueuer
     limiter: RateLimiter
     hub: EventHub
+    tokens: TokenCache
 
 
 def services() -> Services:

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.models import Batch, Job, JobEvent, Template, Upload
@@ -109,6 +109,10 @@ def _check_crop(crop: tuple[int, int, int, int] | None, upload: Upload) -> None:
         raise InvalidJobRequest("crop", f"must lie inside the {upload.width}x{upload.height} photo")
 
 
+class IdempotencyKeyReused(JobError):
+    """The idempotency key (or batch row id) names a job made from a different request."""
+
+
 def _existing(session: Session, request: JobRequest) -> Job | None:
     if request.idempotency_key is not None:
         found = session.scalars(
@@ -125,26 +129,46 @@ def _existing(session: Session, request: JobRequest) -> Job | None:
     return None
 
 
+def _check_replay(job: Job, template_id: uuid.UUID, request: JobRequest) -> Job:
+    """Return the stored job if ``request`` asks for the same thing, else refuse it."""
+    crop = list(request.crop) if request.crop is not None else None
+    if (job.template_id, job.upload_id, job.params.get("crop"), job.batch_id) != (
+        template_id, request.upload_id, crop, request.batch_id
+    ):  # fmt: skip
+        what = "Idempotency-Key" if request.idempotency_key is not None else "row_id"
+        raise IdempotencyKeyReused(
+            f"{what} was already used for a different request (job {job.id})"
+        )
+    return job
+
+
+def _template_and_upload(session: Session, request: JobRequest) -> tuple[uuid.UUID, Upload]:
+    """Look both up in one round trip; raise naming whichever is missing."""
+    row = session.execute(
+        select(Template.id, Upload)
+        .outerjoin(Upload, (Upload.id == request.upload_id) & (Upload.owner_id == request.owner_id))
+        .where(Template.name == request.template_name, Template.is_active)
+    ).first()
+    if row is None:
+        raise InvalidJobRequest("template", f"no template named {request.template_name!r}")
+    template_id, upload = row
+    if upload is None:
+        raise InvalidJobRequest("upload_id", "no such upload of yours")
+    return template_id, upload
+
+
 def submit_job(
     sessions: sessionmaker[Session], enqueuer: Enqueuer, settings: Settings, request: JobRequest
 ) -> tuple[Job, bool]:
     """Store a job and wake a manager; return (job, created).
 
-    A repeated idempotency key (or batch row id) returns the job already stored.
+    A repeated idempotency key (or batch row id) with the same request returns the job
+    already stored; with a different request it raises ``IdempotencyKeyReused``. The
+    common path is four round trips: the lookup, two inserts and the commit.
     """
     cpu, memory, runtime, attempts = _check_bounds(request, settings)
     with sessions.begin() as session:
-        existing = _existing(session, request)
-        if existing is not None:
-            return existing, False
-        template = session.scalars(
-            select(Template).where(Template.name == request.template_name, Template.is_active)
-        ).first()
-        if template is None:
-            raise InvalidJobRequest("template", f"no template named {request.template_name!r}")
-        upload = session.get(Upload, request.upload_id)
-        if upload is None or upload.owner_id != request.owner_id:
-            raise InvalidJobRequest("upload_id", "no such upload of yours")
+        template_id, upload = _template_and_upload(session, request)
         _check_crop(request.crop, upload)
         is_spot = bool(request.is_spot)
         if request.batch_id is not None:
@@ -158,34 +182,38 @@ def submit_job(
         params["attempts_per_try"] = attempts
         if request.crop is not None:
             params["crop"] = list(request.crop)
-        job = Job(
-            owner_id=request.owner_id,
-            template_id=template.id,
-            upload_id=upload.id,
-            batch_id=request.batch_id,
-            row_id=request.row_id,
-            idempotency_key=request.idempotency_key,
-            params=params,
-            state=JobState.QUEUED.value,
-            priority=request.priority,
-            max_attempts=attempts,
-            max_runtime_s=runtime,
-            cpu=cpu,
-            memory_gb=memory,
-            is_spot=is_spot,
+        # ON CONFLICT DO NOTHING: a repeated key (even one a concurrent request is
+        # inserting right now: Postgres waits for it) inserts nothing and returns no row.
+        job = session.scalars(
+            pg_insert(Job)
+            .values(
+                owner_id=request.owner_id,
+                template_id=template_id,
+                upload_id=upload.id,
+                batch_id=request.batch_id,
+                row_id=request.row_id,
+                idempotency_key=request.idempotency_key,
+                params=params,
+                state=JobState.QUEUED.value,
+                priority=request.priority,
+                max_attempts=attempts,
+                max_runtime_s=runtime,
+                cpu=cpu,
+                memory_gb=memory,
+                is_spot=is_spot,
+            )
+            .on_conflict_do_nothing()
+            .returning(Job)
+        ).first()
+        if job is None:
+            existing = _existing(session, request)
+            if existing is None:  # only a clash of random ids could get here
+                raise RuntimeError("the job's insert conflicted with no job of this request")
+            return _check_replay(existing, template_id, request), False
+        # Nobody else can see the new row yet, so the event needs no lock on it.
+        record_event(
+            session, job.id, "state", {"reason": "submitted"}, to_state=job.state, is_new_job=True
         )
-        session.add(job)
-        try:
-            session.flush()
-        except IntegrityError:
-            # A concurrent submit with the same key won the race: return its job.
-            session.rollback()
-            with sessions() as again:
-                existing = _existing(again, request)
-            if existing is None:
-                raise
-            return existing, False
-        record_event(session, job.id, "state", {"reason": "submitted"}, to_state=job.state)
     _wake(enqueuer, job)
     return job, True
 

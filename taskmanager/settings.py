@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     # Reverse proxies in front of the API whose X-Forwarded-For is trusted (rate limits
     # count per client address).
     api_proxy_hops: int = Field(default=0, ge=0)
+    # How long an API process trusts a token it verified (0: check every request); a
+    # token revoked elsewhere keeps working in other processes for at most this long.
+    token_cache_s: float = Field(default=10.0, ge=0)
     # --- end API ---
 
     # --- logging -----------------------------------------------------------------------

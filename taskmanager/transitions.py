@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from taskmanager.models import Job, JobEvent, Run
@@ -30,26 +30,31 @@ def record_event(
     run_id: uuid.UUID | None = None,
     from_state: str | None = None,
     to_state: str | None = None,
+    is_new_job: bool = False,
 ) -> JobEvent:
     """Append one event to the job's history (flushed, so its id is known).
 
     The job's row is locked first, so a job's events commit in the order of their ids
     and a reader resuming "after id N" (Server-Sent Events) can never skip one that
-    commits late. Holding the lock already (a transition did) costs nothing more.
+    commits late. Holding the lock already (a transition did) costs nothing more; a job
+    inserted by this very transaction (``is_new_job``) is invisible to other writers.
     """
-    # FOR NO KEY UPDATE: serialises event writers without blocking foreign-key checks.
-    session.execute(select(Job.id).where(Job.id == job_id).with_for_update(key_share=True))
-    event = JobEvent(
-        job_id=job_id,
-        run_id=run_id,
-        kind=kind,
-        from_state=from_state,
-        to_state=to_state,
-        data=data or {},
-    )
-    session.add(event)
-    session.flush()
-    return event
+    if not is_new_job:
+        # FOR NO KEY UPDATE: serialises event writers without blocking foreign-key checks.
+        session.execute(select(Job.id).where(Job.id == job_id).with_for_update(key_share=True))
+    # An INSERT ... RETURNING, not a unit-of-work flush: the same row, half the work.
+    return session.scalars(
+        insert(JobEvent)
+        .values(
+            job_id=job_id,
+            run_id=run_id,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            data=data or {},
+        )
+        .returning(JobEvent)
+    ).one()
 
 
 def transition_job(

@@ -95,4 +95,5 @@ def new_token() -> Response:
 def delete_token(token_id: uuid.UUID) -> Response:
     """Revoke one of the caller's tokens."""
     revoke_token(services().sessions, require_caller().id, token_id)
+    services().tokens.forget_user(require_caller().id)
     return Response(status=204)

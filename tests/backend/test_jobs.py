@@ -29,10 +29,17 @@ def test_submit_is_202_and_idempotent(
     assert first.headers["Location"] == f"/api/v1/jobs/{first.json['id']}"
     assert first.json["state"] == "queued"
     assert first.json["crop"] == [0, 0, 32, 24]
-    again = submit(client, alice, upload_id, key="k-1")
+    again = submit(
+        client, alice, upload_id, key="k-1", crop={"x": 0, "y": 0, "width": 32, "height": 24}
+    )
     assert again.status_code == 202
     assert again.json["id"] == first.json["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
+    # The same key for a different request is refused, never silently answered.
+    other = submit(client, alice, upload_id, key="k-1")
+    assert other.status_code == 422
+    assert other.mimetype == "application/problem+json"
+    assert "different request" in other.json["detail"]
     with app.extensions["clipyard"].sessions() as session:
         assert session.query(Job).count() == 1
     assert app.extensions["clipyard"].enqueuer.is_queued(

@@ -13,6 +13,7 @@ container runs: the API only records and enqueues, which is what is measured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 from PIL import Image
 
 from taskmanager.accounts import create_token, create_user
@@ -220,19 +222,52 @@ async def hold_sse_clients(port: int, token: str, job_ids: list[str]) -> list[Co
     return streams
 
 
-async def measure(port: int, token: str, upload_id: str) -> None:
+class CpuMeter:
+    """CPU seconds used by the API's processes and by PostgreSQL's, between two reads."""
+
+    def __init__(self, server_pid: int, postgres_dir: Path) -> None:
+        self.api = psutil.Process(server_pid)
+        # The postmaster is the one "postgres" process naming the data directory.
+        self.postmaster = next(
+            p for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "postgres" and str(postgres_dir) in " ".join(p.info["cmdline"])
+        )  # fmt: skip
+
+    @staticmethod
+    def _tree_cpu_s(root: psutil.Process) -> float:
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            # A PostgreSQL backend may end between listing and reading.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += sum(process.cpu_times()[:2])
+        return total
+
+    def read(self) -> tuple[float, float]:
+        """Return (API, PostgreSQL) CPU seconds so far."""
+        return self._tree_cpu_s(self.api), self._tree_cpu_s(self.postmaster)
+
+
+async def measure(port: int, token: str, upload_id: str, meter: CpuMeter) -> None:
     """Drive the server and print the figures."""
     submit = submit_request(token, upload_id)
     results: dict[str, tuple[float, list[float]]] = {}
+    cpu_per_request: dict[str, tuple[float, float]] = {}
     for name, make in (("health", health_request), ("submit", submit)):
         best: tuple[float, list[float]] = (0.0, [])
         for clients in CONCURRENCY_LEVELS:
+            api_before, postgres_before = meter.read()
             rate, latencies, errors = await closed_loop(port, make, clients, LEVEL_SECONDS)
+            api_after, postgres_after = meter.read()
             print(f"# {name}: {clients} clients -> {rate:.0f}/s, {errors} errors", file=sys.stderr)
             if errors:
                 raise SystemExit(f"{name} answered {errors} errors under load")
             if rate > best[0]:
                 best = (rate, latencies)
+                # Where each request's CPU goes: what bounds the rate on a small machine.
+                cpu_per_request[name] = (
+                    (api_after - api_before) / len(latencies) * 1000,
+                    (postgres_after - postgres_before) / len(latencies) * 1000,
+                )
         results[name] = best
     submit_rps, submit_latencies = results["submit"]
     health_rps = results["health"][0]
@@ -241,6 +276,9 @@ async def measure(port: int, token: str, upload_id: str) -> None:
     emit("api.submit_to_health_ratio", submit_rps / health_rps, "ratio", ">= 0.5")
     emit("api.submit_p50_ms", percentile(submit_latencies, 0.5), "ms")
     emit("api.submit_p99_ms", percentile(submit_latencies, 0.99), "ms")
+    for name, (api_ms, postgres_ms) in cpu_per_request.items():
+        emit(f"api.{name}_api_cpu_ms", api_ms, "ms CPU per request")
+        emit(f"api.{name}_postgres_cpu_ms", postgres_ms, "ms CPU per request")
 
     job_ids = []
     connection = await Connection.open(port)
@@ -272,7 +310,8 @@ def main() -> None:
         )  # fmt: skip
         try:
             _wait_ready(port, server)
-            asyncio.run(measure(port, token, upload_id))
+            meter = CpuMeter(server.pid, services.root / "postgres")
+            asyncio.run(measure(port, token, upload_id, meter))
         finally:
             server.terminate()
             server.wait(timeout=30)
