@@ -16,7 +16,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from jobimages.colour import AVCOL_SPC_BT709
-from jobimages.scenes import Image, Scene, all_scenes
+from jobimages.scenes import Image, Scene, all_scenes, scenes_named
 from jobimages.template import TemplateInfo
 from jobimages.track import measure_placement
 
@@ -32,9 +32,9 @@ def build_templates(
     names: list[str] | None = None,
     on_built: Callable[[TemplateInfo], None] | None = None,
 ) -> list[TemplateInfo]:
-    """Build the named templates (all by default) into out_dir and write an index.json."""
+    """Build the named templates (the product's three by default) and write an index.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    scenes = [s for s in all_scenes() if names is None or s.name in names]
+    scenes = all_scenes() if names is None else scenes_named(names)
     built = []
     for scene in scenes:
         info = build_template(scene, out_dir)

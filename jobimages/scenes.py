@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jobimages.colour import as_plane
+from jobimages.errors import BadInput
 from jobimages.track import Keyframe, Quad, Track
 
 Image = npt.NDArray[np.uint8]
@@ -282,6 +283,41 @@ def zooming_screen() -> Scene:
     return Scene("screen", "Monitor, camera zooming in", track, seconds, True, draw)
 
 
+def postcard() -> Scene:
+    """A card sliding across a table (240p, 15 fps, 2 s): small, for smoke tests and soaks."""
+    width, height, fps, seconds = 320, 240, 15, 2.0
+    frames = int(fps * seconds)
+    card = np.array([[0.0, 0.0], [120.0, 6.0], [116.0, 96.0], [-4.0, 90.0]])
+
+    def quad_for(i: int) -> Quad:
+        quad: Quad = card + np.array([60.0 + 60.0 * i / (frames - 1), 60.0])
+        return quad
+
+    track = _track("postcard", (width, height), fps, frames, 4 / 3,
+                   {0: quad_for(0), frames - 1: quad_for(frames - 1)}, "linear")  # fmt: skip
+    table = as_plane(_gradient(height, width, (150, 110, 80), (96, 66, 44)))
+
+    def draw(i: int, quad: Quad) -> tuple[Image, Image | None]:
+        image = table.copy()
+        fill_quad(image, quad + np.array([5.0, 6.0]), (70, 50, 36))  # its shadow
+        fill_quad(image, quad, _PLACEHOLDER)
+        return image, None
+
+    return Scene("postcard", "Postcard on a table (small)", track, seconds, False, draw)
+
+
 def all_scenes() -> list[Scene]:
-    """Return the built-in scenes in a stable order."""
+    """Return the product's scenes in a stable order (what a plain build makes)."""
     return [picture_frame(), billboard(), zooming_screen()]
+
+
+def scenes_named(names: list[str]) -> list[Scene]:
+    """Return the named scenes, including the small ``postcard`` only built on request.
+
+    Raises ``BadInput`` naming any unknown one.
+    """
+    known = {scene.name: scene for scene in [*all_scenes(), postcard()]}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise BadInput(f"no template named {', '.join(unknown)} (known: {', '.join(known)})")
+    return [known[name] for name in names]
