@@ -8,7 +8,8 @@ and refusing every sign-in because a cache is down would be worse.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import redis
 import structlog
@@ -33,12 +34,14 @@ class RateLimiter:
 
     connection: redis.Redis[str]
     prefix: str = "cy:rl"
+    # Seconds since the epoch; tests pin it so a window boundary cannot split a test.
+    clock: Callable[[], float] = field(default=time.time)
 
     def hit(self, what: str, keys: list[str], limit: int) -> None:
         """Count one request against each key; raise ``RateLimited`` past ``limit``."""
         if limit <= 0 or not keys:
             return
-        now = time.time()
+        now = self.clock()
         window = int(now // WINDOW_S)
         names = [f"{self.prefix}:{what}:{key}:{window}" for key in keys]
         try:

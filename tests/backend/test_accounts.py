@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -120,7 +122,10 @@ def test_malformed_authorization_is_401(client: FlaskClient) -> None:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_login_attempts_are_rate_limited(client: FlaskClient, alice: Identity) -> None:
+def test_login_attempts_are_rate_limited(app: Flask, client: FlaskClient, alice: Identity) -> None:
+    # One fixed moment: slow sign-ins on a busy machine must not straddle two windows.
+    moment = time.time()
+    app.extensions["clipyard"].limiter.clock = lambda: moment
     statuses = [
         client.post(
             "/api/v1/auth/login", json={"email": alice.email, "password": "wrong password"}
