@@ -175,14 +175,17 @@ class TemplateOut(BaseModel):
     height: int
     placement_aspect: float
     poster_url: str | None
+    preview_url: str
 
     @classmethod
     def of(cls, template: Template) -> TemplateOut:
         """Describe ``template``."""
-        poster = f"/api/v1/templates/{template.name}/poster" if template.poster_key else None
+        base = f"/api/v1/templates/{template.name}"
+        poster = f"{base}/poster" if template.poster_key else None
         return cls(name=template.name, title=template.title, duration_s=template.duration_s,
                    fps=template.fps, width=template.width, height=template.height,
-                   placement_aspect=template.placement_aspect, poster_url=poster)  # fmt: skip
+                   placement_aspect=template.placement_aspect, poster_url=poster,
+                   preview_url=f"{base}/video")  # fmt: skip
 
 
 class TemplateList(BaseModel):

@@ -105,6 +105,8 @@ def template(app: Flask) -> Template:
     storage = services.storage
     assert isinstance(storage, LocalStorage)
     storage.upload("templates/frame/poster.png", io.BytesIO(png_bytes(32, 18)))
+    # Not a real video: the API only hands the bytes over.
+    storage.upload("templates/frame/video.mp4", io.BytesIO(b"\x00\x00\x00\x18ftypmp42"))
     row = Template(
         name="frame", title="Frame", duration_s=5.0, fps=25.0, width=1280, height=720,
         frame_count=125, placement_aspect=1.5, video_key="templates/frame/video.mp4",

@@ -45,11 +45,20 @@ def test_load_is_idempotent_and_listed(
     listed = client.get("/api/v1/templates", headers=alice.headers).json["items"]
     assert listed == [{"name": "beach", "title": "Beach", "duration_s": 5.0, "fps": 25.0,
                        "width": 1280, "height": 720, "placement_aspect": 1.5,
-                       "poster_url": "/api/v1/templates/beach/poster"}]  # fmt: skip
+                       "poster_url": "/api/v1/templates/beach/poster",
+                       "preview_url": "/api/v1/templates/beach/video"}]  # fmt: skip
     poster = client.get("/api/v1/templates/beach/poster", headers=alice.headers)
     assert poster.status_code == 200
+    assert poster.mimetype == "image/png"
     assert poster.data.startswith(b"\x89PNG")
     assert client.get("/api/v1/templates/nope/poster", headers=alice.headers).status_code == 404
+    # The preview is the template's own video, seekable like a result.
+    video = client.get(
+        "/api/v1/templates/beach/video", headers={**alice.headers, "Range": "bytes=0-9"}
+    )
+    assert (video.status_code, video.mimetype, video.data) == (206, "video/mp4", b"\0" * 10)
+    assert client.get("/api/v1/templates/nope/video", headers=alice.headers).status_code == 404
+    assert client.get("/api/v1/templates/beach/video").status_code == 401
 
 
 def test_cli_creates_operator_and_loads_templates(
