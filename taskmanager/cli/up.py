@@ -185,7 +185,8 @@ def up(host: str, port: int, fresh: bool, managers: int) -> None:
         commands = {
             "api": [sys.executable, "-m", "backend", "--host", host, "--port", str(port)],
             # Separate pools: a large batch never holds the web app's jobs back.
-            "interactive": [clipyard, "worker", "--queues", settings.interactive_queue, "-n", count],
+            "interactive": [clipyard, "worker", "--queues", settings.interactive_queue,
+                            "-n", count],
             "batch": [clipyard, "worker", "--queues", settings.batch_queue, "-n", count,
                       "--no-reconcile"],
         }  # fmt: skip
