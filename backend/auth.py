@@ -10,6 +10,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import Literal, ParamSpec, TypeVar
 
@@ -17,7 +18,12 @@ from flask import g, request, session
 
 from backend.problems import AuthRequired, Forbidden
 from backend.services import services
-from taskmanager.accounts import get_user, user_for_token
+from taskmanager.accounts import (
+    end_web_session,
+    start_web_session,
+    user_for_token,
+    user_for_web_session,
+)
 from taskmanager.models import User
 
 P = ParamSpec("P")
@@ -49,10 +55,14 @@ class Caller:
 
 
 def start_session(user: User) -> str:
-    """Sign ``user`` in with a cookie session; return its CSRF token."""
+    """Sign ``user`` in with a cookie session; return its CSRF token.
+
+    The cookie names a session row, so signing out can revoke it server-side.
+    """
+    max_age = timedelta(seconds=services().settings.session_max_age_s)
     session.clear()
     session.permanent = True
-    session["uid"] = str(user.id)
+    session["sid"] = str(start_web_session(services().sessions, user.id, max_age))
     session["csrf"] = secrets.token_urlsafe(32)
     token: str = session["csrf"]
     return token
@@ -72,11 +82,11 @@ def _resolve() -> Caller | None:
                 raise AuthRequired("the API token is unknown, expired or revoked")
             services().tokens.put(secret, user)
         return Caller(user, "token")
-    uid = session.get("uid")
-    if uid is None:
+    sid = session.get("sid")
+    if sid is None:
         return None
     try:
-        user = get_user(services().sessions, uuid.UUID(uid))
+        user = user_for_web_session(services().sessions, uuid.UUID(sid))
     except ValueError:
         user = None
     if user is None:
@@ -87,6 +97,14 @@ def _resolve() -> Caller | None:
         if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
             raise Forbidden(f"missing or wrong {CSRF_HEADER} header (get it from /api/v1/auth/me)")
     return Caller(user, "session")
+
+
+def end_session() -> None:
+    """Sign the browser out: revoke its session row and clear the cookie."""
+    sid = session.get("sid")
+    if sid is not None:
+        end_web_session(services().sessions, uuid.UUID(sid))
+    session.clear()
 
 
 def current_caller() -> Caller | None:

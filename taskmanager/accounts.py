@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskmanager.models import ApiToken, User
+from taskmanager.models import ApiToken, User, WebSession
 
 ROLES = ("user", "operator")
 MIN_PASSWORD = 8
@@ -130,6 +130,51 @@ def get_user(sessions: sessionmaker[Session], user_id: uuid.UUID) -> User | None
     with sessions() as session:
         user = session.get(User, user_id)
     return user if user is not None and user.is_active else None
+
+
+def start_web_session(
+    sessions: sessionmaker[Session], user_id: uuid.UUID, max_age: timedelta
+) -> uuid.UUID:
+    """Record a new browser session for ``user_id``; return its id (the cookie's ``sid``).
+
+    The user's expired sessions are deleted on the way, so the table stays small.
+    """
+    with sessions.begin() as session:
+        session.execute(
+            delete(WebSession).where(
+                WebSession.user_id == user_id, WebSession.expires_at < func.now()
+            )
+        )
+        row = WebSession(user_id=user_id, expires_at=func.now() + max_age)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def user_for_web_session(sessions: sessionmaker[Session], session_id: uuid.UUID) -> User | None:
+    """Return the active user of a live (unexpired, unrevoked) browser session, or None."""
+    with sessions() as session:
+        user: User | None = session.scalars(
+            select(User)
+            .join(WebSession, WebSession.user_id == User.id)
+            .where(
+                WebSession.id == session_id,
+                WebSession.revoked_at.is_(None),
+                WebSession.expires_at > func.now(),
+                User.is_active,
+            )
+        ).first()
+    return user
+
+
+def end_web_session(sessions: sessionmaker[Session], session_id: uuid.UUID) -> None:
+    """Revoke a browser session: its cookie, even a copy of it, signs nobody in again."""
+    with sessions.begin() as session:
+        session.execute(
+            update(WebSession)
+            .where(WebSession.id == session_id, WebSession.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
 
 
 def hash_token(token: str) -> str:

@@ -83,6 +83,22 @@ class User(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+class WebSession(Base):
+    """A browser's signed-in session: the cookie names it, signing out revokes it here.
+
+    The cookie alone (signed, but held by the client) cannot be taken back; this row can.
+    """
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index(None, "user_id"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class ApiToken(Base):
     """A bearer token for the CLI; only its SHA-256 is stored."""
 

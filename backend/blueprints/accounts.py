@@ -6,7 +6,7 @@ import uuid
 
 from flask import Blueprint, Response, session
 
-from backend.auth import login_required, rate_limit, require_caller, start_session
+from backend.auth import end_session, login_required, rate_limit, require_caller, start_session
 from backend.bodies import answer, parse_body
 from backend.problems import Forbidden
 from backend.schemas import (
@@ -58,8 +58,8 @@ def login() -> Response:
 @bp.post("/auth/logout")
 @login_required
 def logout() -> Response:
-    """Sign out: forget the session cookie."""
-    session.clear()
+    """Sign out: revoke the session server-side (a copied cookie stops working too)."""
+    end_session()
     return Response(status=204)
 
 

@@ -74,7 +74,12 @@ def test_login_logout(client: FlaskClient, alice: Identity) -> None:
     assert ok.status_code == 200
     csrf = ok.json["csrf_token"]  # type: ignore[index]
     assert client.get("/api/v1/auth/me").status_code == 200
+    cookie = client.get_cookie("clipyard_session")
+    assert cookie is not None
     assert client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert client.get("/api/v1/auth/me").status_code == 401
+    # A copy of the cookie taken before signing out no longer signs anyone in.
+    client.set_cookie("clipyard_session", cookie.value)
     assert client.get("/api/v1/auth/me").status_code == 401
 
 

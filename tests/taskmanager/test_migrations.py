@@ -21,6 +21,7 @@ from tests.services import REPO_ROOT, ThrowawayDatabases
 TABLES = {
     "users",
     "api_tokens",
+    "web_sessions",
     "uploads",
     "templates",
     "jobs",
