@@ -23,6 +23,7 @@ from jobimages.track import Keyframe, Quad, Track
 Image = npt.NDArray[np.uint8]
 _SHIFT = 4  # sub-pixel bits for polygon corners
 _PLACEHOLDER = (150, 150, 150)  # what the photo area shows in the template itself
+TEXTURE = 10.0  # levels of fixed texture on the scenery, as real footage has
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,22 @@ def _gradient(
     t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     colours = (1 - t) * np.array(top, np.float32) + t * np.array(bottom, np.float32)
     return np.ascontiguousarray(np.broadcast_to(colours, (height, width, 3)).astype(np.uint8))
+
+
+def _texture(image: Image, seed: int, strength: float) -> Image:
+    """Return ``image`` with fixed, film-like texture: fine grain over softer blotches.
+
+    Camera footage is never flat; without texture a template would be far cheaper to
+    encode than anything a real one (or a photo placed in it) is.
+    """
+    rng = np.random.default_rng(seed)
+    height, width = image.shape[:2]
+    detail = np.zeros((height, width), np.float32)
+    for sigma, weight in ((0.8, 0.5), (3.0, 0.8), (14.0, 1.6)):
+        layer = cv2.GaussianBlur(rng.standard_normal((height, width), np.float32), (0, 0), sigma)
+        detail += weight * layer / float(layer.std() or 1.0)
+    textured = image.astype(np.float32) + (strength / 2.0) * detail[:, :, None]
+    return as_plane(np.clip(textured, 0, 255).astype(np.uint8))
 
 
 def _track(
@@ -127,7 +144,7 @@ def picture_frame() -> Scene:
     for _ in range(14):
         centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         cv2.circle(wall, centre, int(rng.integers(20, 90)), (210, 192, 160), -1, cv2.LINE_AA)
-    wall = as_plane(cv2.GaussianBlur(wall, (0, 0), 18))
+    wall = _texture(as_plane(cv2.GaussianBlur(wall, (0, 0), 18)), seed=3, strength=TEXTURE)
     bx, by = 0.22 / (2 * half_w), 0.22 / (2 * half_h)
     mx, my = 0.09 / (2 * half_w), 0.09 / (2 * half_h)
 
@@ -177,6 +194,7 @@ def billboard() -> Scene:
         height + margin - ground, width + margin, (96, 104, 96), (64, 70, 66)
     )
     cv2.rectangle(backdrop, (0, ground + 150), (width + margin, ground + 330), (52, 52, 56), -1)
+    backdrop = _texture(backdrop, seed=5, strength=TEXTURE)
     bus_w, bus_h, bus_top = 820, 380, 560
     x_start, x_end = -bus_w - 40, width + 40
     enter, leave = int(0.8 * fps), int(5.2 * fps)
@@ -273,7 +291,7 @@ def zooming_screen() -> Scene:
     bezel = np.array([[850.0, 392.0], [1570.0, 426.0], [1562.0, 846.0], [854.0, 828.0]])
     fill_quad(room, bezel, (24, 24, 28))
     cv2.circle(room, (420, 640), 160, (60, 110, 70), -1, cv2.LINE_AA)  # a plant, blurred below
-    room = as_plane(cv2.GaussianBlur(room, (0, 0), 2.0))
+    room = _texture(as_plane(cv2.GaussianBlur(room, (0, 0), 2.0)), seed=11, strength=TEXTURE)
 
     def draw(i: int, quad: Quad) -> tuple[Image, Image | None]:
         image = as_plane(cv2.warpAffine(room, camera(i), (width, height), flags=cv2.INTER_LINEAR))
