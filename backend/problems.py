@@ -20,7 +20,7 @@ from taskmanager.accounts import (
     InvalidCredentials,
     TokenNotFound,
 )
-from taskmanager.batches import BatchNameTaken, BatchNotFound
+from taskmanager.batches import BatchNameTaken, BatchNotFound, BatchStateConflict
 from taskmanager.jobs import IdempotencyKeyReused, InvalidJobRequest, JobNotFound, JobStateConflict
 from taskmanager.storage.base import BlobNotFound, StorageUnavailable
 from taskmanager.templates import TemplateNotFound
@@ -51,6 +51,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (IdempotencyKeyReused, 422, "Idempotency key reused"),
     (EmailTaken, 409, "Email taken"),
     (BatchNameTaken, 409, "Batch name taken"),
+    (BatchStateConflict, 409, "Conflict"),
     (InvalidCredentials, 401, "Invalid credentials"),
     (EmptyUpload, 422, "Empty file"),
     (UploadTooLarge, 413, "File too large"),

@@ -93,6 +93,58 @@ class BatchCreate(Body):
     is_spot: bool = False
 
 
+_Money = Field(ge=0, le=100_000, decimal_places=6)
+_Cpu = Field(default=None, ge=Decimal("0.25"), le=4, decimal_places=2)
+_Memory = Field(default=None, ge=Decimal("0.5"), le=16, decimal_places=2)
+_Runtime = Field(default=None, ge=1, le=6 * 3600)
+
+
+class BudgetSet(Body):
+    """A batch's new budget."""
+
+    budget_usd: Decimal = _Money
+
+
+class PlanGroupIn(Body):
+    """Manifest rows that share a template and resources (unset: the plan's own)."""
+
+    template: str = Field(min_length=1, max_length=100)
+    count: int = Field(ge=1, le=1_000_000)
+    cpu: Decimal | None = _Cpu
+    memory_gb: Decimal | None = _Memory
+    max_runtime_s: int | None = _Runtime
+
+
+class PlanIn(Body):
+    """What a batch would run: its rows grouped, its resources and concurrency."""
+
+    groups: list[PlanGroupIn] = Field(min_length=1, max_length=1000)
+    max_concurrent: int = Field(default=10, ge=1, le=1000)
+    cpu: Decimal | None = _Cpu
+    memory_gb: Decimal | None = _Memory
+    max_runtime_s: int | None = _Runtime
+
+
+class BatchRowIn(Body):
+    """One manifest row: a job of the batch, idempotent by ``row_id``."""
+
+    row_id: str = Field(min_length=1, max_length=200)
+    template: str = Field(min_length=1, max_length=100)
+    upload_id: uuid.UUID
+    crop: Crop | None = None
+    cpu: Decimal | None = _Cpu
+    memory_gb: Decimal | None = _Memory
+    max_runtime_s: int | None = _Runtime
+    # Test and benchmark stand-in image; refused unless the server allows fake jobs.
+    fake: dict[str, Any] | None = None
+
+
+class BatchRowsIn(Body):
+    """Rows to create as jobs of the batch (at most 500 per request)."""
+
+    rows: list[BatchRowIn] = Field(min_length=1, max_length=500)
+
+
 class UserOut(BaseModel):
     """An account, as its owner sees it."""
 
@@ -349,3 +401,92 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     field: str | None = None
+
+
+class PriceTableOut(BaseModel):
+    """The prices an estimate used."""
+
+    vcpu_hour_usd: Decimal
+    gb_hour_usd: Decimal
+    spot_factor: Decimal
+
+
+class PlanGroupOut(BaseModel):
+    """One group's estimate and the runtime model behind it."""
+
+    template: str
+    count: int
+    cpu: Decimal
+    memory_gb: Decimal
+    max_runtime_s: int
+    seconds_per_job: float
+    model: Literal["calibrated", "default"]
+    sample_runs: int
+    vcpu_seconds_per_video_second: float
+    cost_usd: Decimal
+    spot_cost_usd: Decimal
+    max_cost_usd: Decimal
+
+
+class PlanOut(BaseModel):
+    """A batch's estimate: container time, money both ways, wall time; nothing is created."""
+
+    jobs: int
+    container_seconds: float
+    cost_usd: Decimal
+    spot_cost_usd: Decimal
+    max_cost_usd: Decimal
+    wall_seconds: float
+    max_concurrent: int
+    model: Literal["calibrated", "default", "mixed"]
+    prices: PriceTableOut
+    groups: list[PlanGroupOut]
+
+
+class RowResultOut(BaseModel):
+    """The job a manifest row maps to."""
+
+    row_id: str
+    job_id: uuid.UUID
+    state: str
+    is_created: bool
+
+
+class RowResultList(BaseModel):
+    """The jobs of the rows sent, in their order."""
+
+    items: list[RowResultOut]
+
+
+class ReportRowOut(BaseModel):
+    """One job of a batch report."""
+
+    row_id: str | None
+    job_id: uuid.UUID
+    state: str
+    attempts: int
+    runtime_s: float
+    cost_usd: Decimal
+    output_url: str | None
+    error_code: str | None
+    error_message: str | None
+
+
+class ReportPage(BaseModel):
+    """One page of a batch report; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[ReportRowOut]
+    next_cursor: str | None
+
+
+class RetryOut(BaseModel):
+    """How many jobs were queued again, and the batch after."""
+
+    retried: int
+    batch: BatchOut
+
+
+class UploadList(BaseModel):
+    """The caller's uploads matching the query."""
+
+    items: list[UploadOut]

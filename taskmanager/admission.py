@@ -7,20 +7,29 @@ never together exceed a cap or a budget.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+import structlog
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.cost import estimate_job_cost
 from taskmanager.models import Batch, Job, Run, Template
+from taskmanager.runtime import Enqueuer
 from taskmanager.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 # Arbitrary constant naming clipyard's admission lock among PostgreSQL advisory locks.
 ADMISSION_LOCK_KEY = 0x636C6970  # "clip"
 LIVE_RUN_STATES = ("pending", "launching", "running")
+# Why a batch stopped admitting: its budget cannot pay for another job.
+BUDGET_EXHAUSTED = "budget_exhausted"
+# An open batch whose next job must wait for running ones to settle their reservations.
+BUDGET_WAIT = "budget_wait"
 
 
 @dataclass(frozen=True)
@@ -87,24 +96,86 @@ def _check_create_rate(session: Session, settings: Settings) -> Admission | None
 def _admit_to_batch(
     session: Session, job: Job, template: Template, settings: Settings
 ) -> Admission:
+    """Apply the batch's concurrency cap and budget; reserve the estimate if admitted.
+
+    A job refused by its batch is not re-polled: it stays queued until a slot or money
+    frees up, and whoever frees it (an attempt ending, the budget raised) wakes the
+    batch's next jobs (``wake_batch``).
+    """
     batch = session.get_one(Batch, job.batch_id, with_for_update=True)
-    if batch.state in ("paused", "cancelled", "finished"):
+    if batch.state != "open":
         return _refuse(batch.paused_reason or f"batch_{batch.state}", None)
-    running = session.execute(
+    running = live_batch_runs(session, batch.id)
+    if running >= batch.max_concurrent:
+        return _refuse("batch_max_concurrent", None)
+    estimate = estimate_job_cost(session, job, template, settings)
+    if batch.spent_usd + batch.reserved_usd + estimate > batch.budget_usd:
+        if running > 0:
+            # Running jobs may cost less than reserved: decide once they have settled
+            # (settle_batch clears the mark, so the reconciler leaves the batch alone).
+            batch.paused_reason = BUDGET_WAIT
+            return _refuse(BUDGET_WAIT, None)
+        batch.state = "paused"
+        batch.paused_reason = BUDGET_EXHAUSTED
+        log.info("batch paused", batch_id=str(batch.id), reason=BUDGET_EXHAUSTED)
+        return _refuse(BUDGET_EXHAUSTED, None)
+    batch.reserved_usd += estimate
+    return Admission(is_admitted=True, reserved_usd=estimate)
+
+
+def live_batch_runs(session: Session, batch_id: uuid.UUID) -> int:
+    """Count the batch's attempts that hold a container slot right now."""
+    return session.execute(
         select(func.count())
         .select_from(Run)
         .join(Job, Job.id == Run.job_id)
-        .where(Job.batch_id == batch.id, Run.state.in_(LIVE_RUN_STATES))
+        .where(Job.batch_id == batch_id, Run.state.in_(LIVE_RUN_STATES))
     ).scalar_one()
-    if running >= batch.max_concurrent:
-        return _refuse("batch_max_concurrent", settings.admission_retry_s)
-    estimate = estimate_job_cost(session, job, template, settings)
-    if batch.spent_usd + batch.reserved_usd + estimate > batch.budget_usd:
-        batch.state = "paused"
-        batch.paused_reason = "budget_exhausted"
-        return _refuse("budget_exhausted", None)
-    batch.reserved_usd += estimate
-    return Admission(is_admitted=True, reserved_usd=estimate)
+
+
+def waiting_batch_jobs(session: Session, batch_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
+    """Return (id, max_runtime_s) of the queued jobs next in line for a free batch slot.
+
+    As many as the batch has free slots, oldest first; none unless the batch is open.
+    """
+    batch = session.get(Batch, batch_id)
+    if batch is None or batch.state != "open":
+        return []
+    free = batch.max_concurrent - live_batch_runs(session, batch_id)
+    if free <= 0:
+        return []
+    rows = session.execute(
+        select(Job.id, Job.max_runtime_s)
+        .where(Job.batch_id == batch_id, Job.state == "queued")
+        .order_by(Job.created_at, Job.id)
+        .limit(free)
+    ).all()
+    return [(job_id, max_runtime) for job_id, max_runtime in rows]
+
+
+def wake_batch(sessions: sessionmaker[Session], enqueuer: Enqueuer, batch_id: uuid.UUID) -> int:
+    """Wake managers for the batch's next queued jobs, one per free slot; return how many.
+
+    Call after the transaction that freed a slot (or raised the budget) has committed.
+    Each wake-up is the job's own unique queue entry: waking a job that is already
+    waiting in the queue adds nothing, and waking one a manager is admitting right now
+    runs once more shortly after (it then finds the job started, or takes the slot),
+    so a freed slot is never left unclaimed and no job is admitted twice.
+    """
+    with sessions() as session:
+        waiting = waiting_batch_jobs(session, batch_id)
+    wake_jobs(enqueuer, waiting)
+    return len(waiting)
+
+
+def wake_jobs(enqueuer: Enqueuer, waiting: list[tuple[uuid.UUID, int]]) -> None:
+    """Enqueue the batch jobs ``waiting_batch_jobs`` chose (after their transaction)."""
+    for job_id, max_runtime in waiting:
+        try:
+            enqueuer.enqueue(job_id, is_batch=True, max_runtime_s=max_runtime)
+        except Exception as exc:  # Redis down: the reconciler wakes them from Postgres
+            log.warning("batch wake-up failed", job_id=str(job_id), error=str(exc))
+            return
 
 
 def settle_batch(session: Session, job: Job, actual_cost: Decimal) -> None:
@@ -115,3 +186,5 @@ def settle_batch(session: Session, job: Job, actual_cost: Decimal) -> None:
     batch.reserved_usd = max(Decimal(0), batch.reserved_usd - job.reserved_usd)
     batch.spent_usd += actual_cost
     job.reserved_usd = Decimal(0)
+    if batch.paused_reason == BUDGET_WAIT:
+        batch.paused_reason = None  # money may have come free: the next wake-up decides

@@ -1,6 +1,7 @@
 """Batches: an operator's set of jobs under one money budget and concurrency cap.
 
-Money is ``Decimal`` dollars throughout; a float never touches a budget.
+Money is ``Decimal`` dollars throughout; a float never touches a budget. The jobs of a
+batch (submit rows, cancel, retry, report) are in ``batchjobs.py``.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+import structlog
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskmanager.admission import BUDGET_EXHAUSTED, wake_batch
 from taskmanager.jobs import MAX_CPU, MAX_MEMORY_GB, MAX_RUNTIME_S, InvalidJobRequest
 from taskmanager.models import Batch, Job
+from taskmanager.runtime import Enqueuer
 from taskmanager.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 MAX_BUDGET_USD = Decimal(100_000)
 MAX_CONCURRENT = 1000
@@ -27,6 +33,10 @@ class BatchNotFound(Exception):
 
 class BatchNameTaken(Exception):
     """The owner already has a batch of that name."""
+
+
+class BatchStateConflict(Exception):
+    """The batch's state does not allow the operation (e.g. resuming a cancelled batch)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,7 @@ def create_batch(
     name = request.name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidJobRequest("name", "must be 1 to 200 characters")
-    if not Decimal(0) <= request.budget_usd <= MAX_BUDGET_USD:
-        raise InvalidJobRequest("budget_usd", f"must be between 0 and {MAX_BUDGET_USD} dollars")
+    check_budget(request.budget_usd)
     if not 1 <= request.max_concurrent <= MAX_CONCURRENT:
         raise InvalidJobRequest("max_concurrent", f"must be between 1 and {MAX_CONCURRENT}")
     cpu = request.cpu if request.cpu is not None else settings.default_cpu
@@ -103,23 +112,72 @@ def _counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def owned_batch(
+    session: Session, batch_id: uuid.UUID, owner_id: uuid.UUID | None, *, for_update: bool = False
+) -> Batch:
+    """Return the batch; with ``owner_id``, only if that user owns it (else ``BatchNotFound``)."""
+    batch = session.get(Batch, batch_id, with_for_update=for_update)
+    if batch is None or (owner_id is not None and batch.owner_id != owner_id):
+        raise BatchNotFound(str(batch_id))
+    return batch
+
+
 def get_batch(
     sessions: sessionmaker[Session], batch_id: uuid.UUID, *, owner_id: uuid.UUID | None = None
 ) -> BatchView:
     """Return the batch with job counts; with ``owner_id``, only if that user owns it."""
     with sessions() as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None or (owner_id is not None and batch.owner_id != owner_id):
-            raise BatchNotFound(str(batch_id))
-        return BatchView(batch, _counts(session, batch_id))
+        return BatchView(owned_batch(session, batch_id, owner_id), _counts(session, batch_id))
 
 
 def list_batches(
-    sessions: sessionmaker[Session], *, owner_id: uuid.UUID | None = None, limit: int = 100
+    sessions: sessionmaker[Session],
+    *,
+    owner_id: uuid.UUID | None = None,
+    name: str | None = None,
+    limit: int = 100,
 ) -> list[Batch]:
-    """List batches, newest first; with ``owner_id``, only that user's."""
+    """List batches, newest first; with ``owner_id``, only that user's; with ``name``, by name."""
     query = select(Batch).order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
     if owner_id is not None:
         query = query.where(Batch.owner_id == owner_id)
+    if name is not None:
+        query = query.where(Batch.name == name.strip())
     with sessions() as session:
         return list(session.scalars(query))
+
+
+def check_budget(budget_usd: Decimal) -> None:
+    """Raise ``InvalidJobRequest`` naming ``budget_usd`` unless it is within bounds."""
+    if not Decimal(0) <= budget_usd <= MAX_BUDGET_USD:
+        raise InvalidJobRequest("budget_usd", f"must be between 0 and {MAX_BUDGET_USD} dollars")
+
+
+def set_budget(
+    sessions: sessionmaker[Session],
+    enqueuer: Enqueuer,
+    batch_id: uuid.UUID,
+    budget_usd: Decimal,
+    *,
+    owner_id: uuid.UUID | None = None,
+) -> BatchView:
+    """Set the batch's budget; a batch paused by its budget resumes and its jobs wake.
+
+    A lower budget than already spent and reserved is allowed: it admits nothing more,
+    and the batch pauses at its next admission.
+    """
+    check_budget(budget_usd)
+    with sessions.begin() as session:
+        batch = owned_batch(session, batch_id, owner_id, for_update=True)
+        if batch.state == "cancelled":
+            raise BatchStateConflict("a cancelled batch cannot be given a budget")
+        previous = batch.budget_usd
+        batch.budget_usd = budget_usd
+        if batch.state == "paused" and batch.paused_reason == BUDGET_EXHAUSTED:
+            batch.state, batch.paused_reason = "open", None
+        log.info(
+            "batch budget set", batch_id=str(batch_id), previous_usd=str(previous),
+            budget_usd=str(budget_usd), state=batch.state,
+        )  # fmt: skip
+    wake_batch(sessions, enqueuer, batch_id)
+    return get_batch(sessions, batch_id)

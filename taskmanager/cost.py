@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -43,14 +45,33 @@ def container_cost(
     return cost.quantize(_CENTS_PRECISION, rounding=ROUND_HALF_UP)
 
 
-def estimate_seconds(session: Session, template: Template, settings: Settings) -> float:
-    """Estimate one container's billed seconds for ``template`` from its measured runs.
+@dataclass(frozen=True)
+class RuntimeModel:
+    """How long a template's containers run: vCPU-seconds per second of output video.
 
-    Uses the mean of the last successful runs of the same template; before any was
-    measured, the configured seconds per second of video plus start-up time.
+    Calibrated from the template's recent successful runs (the median of billed seconds
+    x vCPUs / video seconds, robust to the odd slow run), else the configured default.
     """
-    recent = (
-        select(Run.billed_seconds)
+
+    vcpu_seconds_per_video_second: float
+    startup_s: float
+    is_calibrated: bool
+    sample_runs: int
+
+    def seconds(self, template: Template, cpu: Decimal) -> float:
+        """Return the billed seconds expected for one container of ``template``."""
+        per_cpu = self.vcpu_seconds_per_video_second / float(max(cpu, Decimal("0.01")))
+        return self.startup_s + per_cpu * template.duration_s
+
+
+def runtime_model(session: Session, template: Template, settings: Settings) -> RuntimeModel:
+    """Return ``template``'s runtime model, calibrated from its measured runs if any.
+
+    A calibrated model folds start-up into the measured rate (billed time includes it);
+    the default one is ``default_seconds_per_video_second`` per vCPU plus start-up.
+    """
+    rates = (
+        select((Run.billed_seconds * Run.cpu / template.duration_s).label("rate"))
         .join(Job, Job.id == Run.job_id)
         .where(
             Job.template_id == template.id,
@@ -61,19 +82,52 @@ def estimate_seconds(session: Session, template: Template, settings: Settings) -
         .limit(_CALIBRATION_RUNS)
         .subquery()
     )
-    measured = session.execute(select(func.avg(recent.c.billed_seconds))).scalar()
-    if measured is not None:
-        return float(measured)
-    return template.duration_s * settings.default_seconds_per_video_second + (
-        settings.container_startup_s
+    median, count = session.execute(
+        select(func.percentile_cont(0.5).within_group(rates.c.rate), func.count(rates.c.rate))
+    ).one()
+    if median is not None and template.duration_s > 0:
+        return RuntimeModel(float(median), 0.0, is_calibrated=True, sample_runs=int(count))
+    return RuntimeModel(
+        settings.default_seconds_per_video_second,
+        settings.container_startup_s,
+        is_calibrated=False,
+        sample_runs=0,
     )
+
+
+class ModelCache:
+    """Runtime models per template, each reused for ``ttl_s`` seconds.
+
+    Admission estimates every attempt under the global admission lock; recalibrating
+    from the database each time would put a scan of the template's runs inside that
+    lock. A model a few seconds old is as good: it moves slowly by construction.
+    """
+
+    def __init__(self, ttl_s: float = 10.0) -> None:
+        self.ttl_s = ttl_s
+        self._models: dict[uuid.UUID, tuple[float, RuntimeModel]] = {}
+
+    def get(self, session: Session, template: Template, settings: Settings) -> RuntimeModel:
+        """Return the template's model, recalibrating it when the cached one is too old."""
+        now = time.monotonic()
+        cached = self._models.get(template.id)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        model = runtime_model(session, template, settings)
+        self._models[template.id] = (now, model)
+        return model
+
+
+# One per process: what admission in this task manager has calibrated lately.
+ADMISSION_MODELS = ModelCache()
 
 
 def estimate_job_cost(
     session: Session, job: Job, template: Template, settings: Settings
 ) -> Decimal:
     """Estimate one attempt of ``job``, never more than its deadline allows."""
-    seconds = min(estimate_seconds(session, template, settings), float(job.max_runtime_s))
+    model = ADMISSION_MODELS.get(session, template, settings)
+    seconds = min(model.seconds(template, job.cpu), float(job.max_runtime_s))
     return container_cost(
         PriceTable.from_settings(settings), seconds, job.cpu, job.memory_gb, is_spot=job.is_spot
     )
@@ -88,3 +142,116 @@ def max_job_cost(job: Job, settings: Settings) -> Decimal:
         job.memory_gb,
         is_spot=job.is_spot,
     )
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """Rows of a plan that share a template and resources."""
+
+    template_name: str
+    count: int
+    cpu: Decimal
+    memory_gb: Decimal
+    max_runtime_s: int
+
+
+@dataclass(frozen=True)
+class GroupEstimate:
+    """What one group of a plan is expected to cost, and from which model."""
+
+    group: PlanGroup
+    model: RuntimeModel
+    seconds_per_job: float
+    cost_usd: Decimal
+    spot_cost_usd: Decimal
+    # Every job running to its deadline: the most the group could cost.
+    max_cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    """A whole plan: container time, money (Regular and Spot) and wall time."""
+
+    groups: list[GroupEstimate]
+    prices: PriceTable
+    max_concurrent: int
+
+    @property
+    def jobs(self) -> int:
+        """Return how many jobs the plan has."""
+        return sum(g.group.count for g in self.groups)
+
+    @property
+    def container_seconds(self) -> float:
+        """Return the billed container time of every job together."""
+        return sum(g.seconds_per_job * g.group.count for g in self.groups)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        """Return the expected cost at Regular priority."""
+        return sum((g.cost_usd for g in self.groups), Decimal(0))
+
+    @property
+    def spot_cost_usd(self) -> Decimal:
+        """Return the expected cost on Spot capacity (evictions not counted)."""
+        return sum((g.spot_cost_usd for g in self.groups), Decimal(0))
+
+    @property
+    def max_cost_usd(self) -> Decimal:
+        """Return the most the plan could cost: every job billed to its deadline, once."""
+        return sum((g.max_cost_usd for g in self.groups), Decimal(0))
+
+    @property
+    def wall_seconds(self) -> float:
+        """Return the expected wall time at the concurrency cap (no retries, no queueing)."""
+        if not self.groups:
+            return 0.0
+        longest = max(g.seconds_per_job for g in self.groups)
+        return max(longest, self.container_seconds / max(1, min(self.max_concurrent, self.jobs)))
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Tell whether every group's model was calibrated from measured runs."""
+        return all(g.model.is_calibrated for g in self.groups)
+
+
+def estimate_plan(
+    session: Session, settings: Settings, groups: list[PlanGroup], max_concurrent: int
+) -> PlanEstimate:
+    """Estimate a plan group by group; an unknown template raises ``LookupError`` naming it."""
+    prices = PriceTable.from_settings(settings)
+    names = {g.template_name for g in groups}
+    templates = {
+        t.name: t
+        for t in session.scalars(
+            select(Template).where(Template.name.in_(names), Template.is_active)
+        )
+    }
+    models: dict[str, RuntimeModel] = {}
+    estimates = []
+    for group in groups:
+        template = templates.get(group.template_name)
+        if template is None:
+            raise LookupError(group.template_name)
+        if template.name not in models:
+            models[template.name] = runtime_model(session, template, settings)
+        model = models[template.name]
+        seconds = min(model.seconds(template, group.cpu), float(group.max_runtime_s))
+        per_job = {
+            is_spot: container_cost(prices, seconds, group.cpu, group.memory_gb, is_spot=is_spot)
+            for is_spot in (False, True)
+        }
+        deadline = container_cost(
+            prices, float(group.max_runtime_s), group.cpu, group.memory_gb, is_spot=False
+        )
+        estimates.append(
+            GroupEstimate(
+                group,
+                model,
+                seconds,
+                per_job[False] * group.count,
+                per_job[True] * group.count,
+                deadline * group.count,
+            )
+        )
+    return PlanEstimate(estimates, prices, max_concurrent)

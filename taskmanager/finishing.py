@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import func, select
 
-from taskmanager.admission import settle_batch
+from taskmanager.admission import settle_batch, waiting_batch_jobs, wake_jobs
 from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
 from taskmanager.containerlog import ContainerLog
 from taskmanager.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
@@ -228,7 +228,12 @@ def finish_attempt(
             data={"attempt": run.attempt, "cost_usd": str(cost), "retry_in_s": retry_delay},
             **changes,
         )  # fmt: skip
-        is_batch, max_runtime = job.batch_id is not None, job.max_runtime_s
+        batch_id, max_runtime = job.batch_id, job.max_runtime_s
+        # This attempt's slot (and any money it did not spend) frees at commit: the
+        # batch's next jobs are chosen here and woken right after it, before clean-up.
+        waiting = waiting_batch_jobs(session, batch_id) if batch_id is not None else []
+    is_batch = batch_id is not None
+    wake_jobs(rt.enqueuer, waiting)
     try:
         rt.backend.remove(run.container_name)
     except BackendError as exc:

@@ -207,6 +207,14 @@ class Job(Base):
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_fraction"),
         Index(None, "owner_id", "created_at"),
         Index(None, "batch_id", "state"),
+        # A batch's next jobs for its free slots, oldest first, without sorting the batch.
+        Index(
+            "ix_jobs_batch_queued",
+            "batch_id",
+            "created_at",
+            "id",
+            postgresql_where=text("state = 'queued'"),
+        ),
         # The reconciler and the operations page scan unfinished jobs by state.
         Index(
             "ix_jobs_unfinished_state",

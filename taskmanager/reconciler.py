@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from taskmanager.admission import LIVE_RUN_STATES
+from taskmanager.admission import LIVE_RUN_STATES, waiting_batch_jobs
 from taskmanager.containerspec import APP_TAG
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
@@ -104,16 +104,31 @@ def _last_event_kind(session: Session, job_id: uuid.UUID) -> str | None:
 
 def _requeue_lost_wakeups(rt: Runtime, report: ReconcileReport) -> None:
     with rt.sessions.begin() as session:
-        rows = session.execute(
-            select(Job.id, Job.batch_id, Job.max_runtime_s)
-            .outerjoin(Batch, Batch.id == Job.batch_id)
-            .where(
-                (Job.state == "queued")
-                | ((Job.state == "retry_wait") & (Job.next_attempt_at <= func.now())),
-                # A paused batch's jobs wait for an operator, not for a wake-up.
-                (Job.batch_id.is_(None)) | (Batch.state == "open"),
+        rows: list[tuple[uuid.UUID, uuid.UUID | None, int]] = [
+            (job_id, batch_id, max_runtime)
+            for job_id, batch_id, max_runtime in session.execute(
+                select(Job.id, Job.batch_id, Job.max_runtime_s).where(
+                    # A batch's queued jobs wait for a free slot, not a wake-up of their
+                    # own: they are handled per batch below. Due retries re-enter admission.
+                    ((Job.state == "queued") & Job.batch_id.is_(None))
+                    | ((Job.state == "retry_wait") & (Job.next_attempt_at <= func.now()))
+                )
+            )
+        ]
+        open_batches = session.scalars(
+            select(Batch.id).where(
+                Batch.state == "open",
+                Batch.paused_reason.is_(None),  # not waiting for running jobs' money
+                select(Job.id).where(Job.batch_id == Batch.id, Job.state == "queued").exists(),
             )
         ).all()
+        for open_batch in open_batches:
+            # The oldest queued jobs for which the batch has a free slot: with a slot
+            # free when the reconciler looks, their wake-up may have been lost.
+            rows += [
+                (job_id, open_batch, max_runtime)
+                for job_id, max_runtime in waiting_batch_jobs(session, open_batch)
+            ]
         for job_id, batch_id, max_runtime in rows:
             is_batch = batch_id is not None
             if rt.enqueuer.is_queued(job_id, is_batch=is_batch):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.models import Upload
@@ -199,3 +200,21 @@ def get_upload(
     if upload is None or (owner_id is not None and upload.owner_id != owner_id):
         return None
     return upload
+
+
+def find_uploads_by_sha256(
+    sessions: sessionmaker[Session], owner_id: uuid.UUID, sha256: str
+) -> list[Upload]:
+    """Return the owner's uploads of the file with this SHA-256 (as sent), newest first.
+
+    Lets a client skip uploading a photo it already sent (the batch CLI does).
+    """
+    with sessions() as session:
+        return list(
+            session.scalars(
+                select(Upload)
+                .where(Upload.owner_id == owner_id, Upload.sha256 == sha256.lower())
+                .order_by(Upload.created_at.desc())
+                .limit(10)
+            )
+        )

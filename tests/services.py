@@ -143,3 +143,42 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
             process.kill()
             process.wait()
         log.close()
+
+
+@contextmanager
+def run_api(env: dict[str, str], log: Path, *, threads: int = 8) -> Iterator[str]:
+    """Run the API under gunicorn (``python -m backend``) on a free port; yield its URL."""
+    import signal
+    import sys
+    import urllib.request
+
+    port = free_port()
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--threads", str(threads)],
+            env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def is_up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    try:
+        wait_until(is_up, 60, "the API answering /healthz", interval_s=0.1)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

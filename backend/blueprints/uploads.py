@@ -8,9 +8,14 @@ from flask import Blueprint, Response, request
 
 from backend.auth import login_required, require_caller
 from backend.bodies import answer, validation_problem_for
-from backend.schemas import UploadOut
+from backend.schemas import UploadList, UploadOut
 from backend.services import services
-from taskmanager.uploads import UploadNotFound, get_upload, store_upload
+from taskmanager.uploads import (
+    UploadNotFound,
+    find_uploads_by_sha256,
+    get_upload,
+    store_upload,
+)
 
 bp = Blueprint("uploads", __name__, url_prefix="/api/v1")
 
@@ -32,6 +37,17 @@ def create() -> Response:
         max_pixels=settings.max_upload_pixels,
     )  # fmt: skip
     return answer(UploadOut.of(upload), 201)
+
+
+@bp.get("/uploads")
+@login_required
+def find() -> Response:
+    """Find the caller's uploads of a file by its SHA-256 (``?sha256=``), to skip re-sending."""
+    digest = request.args.get("sha256", "")
+    if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+        return validation_problem_for("sha256", "must be 64 hexadecimal characters")
+    found = find_uploads_by_sha256(services().sessions, require_caller().id, digest)
+    return answer(UploadList(items=[UploadOut.of(u) for u in found]))
 
 
 @bp.get("/uploads/<uuid:upload_id>")

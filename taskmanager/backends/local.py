@@ -39,7 +39,7 @@ def default_images() -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     return {
         "clipyard/compositor": [str(bin_dir / "clipyard-composite")],
-        "fake": [sys.executable, "-I", "-S", str(Path(__file__).with_name("fakeimage.py"))],
+        "fake": ["/bin/sh", str(Path(__file__).with_name("fakeimage.sh"))],
     }
 
 

@@ -1,14 +1,17 @@
 """``clipyard``: the operators' and administrators' command line.
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage or input (the message names
-what was wrong); 3 a service (database, Redis, storage) could not be reached.
+what was wrong); 3 a service (database, Redis, storage, the API) could not be reached;
+4 ``batch watch``: every job ended but not all succeeded.
 """
 
 from __future__ import annotations
 
 import click
 
+from taskmanager.cli.batch import batch
 from taskmanager.cli.db import db
+from taskmanager.cli.login import login, logout
 from taskmanager.cli.templates import templates
 from taskmanager.cli.up import services, up
 from taskmanager.cli.users import user
@@ -28,3 +31,6 @@ main.add_command(worker)
 main.add_command(reconcile_once)
 main.add_command(user)
 main.add_command(templates)
+main.add_command(login)
+main.add_command(logout)
+main.add_command(batch)

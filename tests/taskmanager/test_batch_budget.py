@@ -1,0 +1,163 @@
+"""Batches under real managers: the budget stops them, a raise resumes them, the cap holds.
+
+No reconciler runs here: batch jobs must be woken by the slots and money that free up,
+not rescued by a periodic sweep.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from taskmanager.batches import BatchRequest, create_batch, get_batch, set_budget
+from taskmanager.batchjobs import BatchRow, submit_rows
+from taskmanager.cost import PriceTable, container_cost
+from taskmanager.models import Batch, Job, JobEvent, Run
+from taskmanager.runtime import Runtime
+from taskmanager.settings import Settings
+from taskmanager.states import JobState
+from tests.services import wait_until
+from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, wait_for_job
+
+# 1 vCPU and 16 GB make a second cost about $0.000031: big enough for micro-dollar money.
+CPU, MEMORY = Decimal(1), Decimal(16)
+JOB_SECONDS = 1.0
+MAX_RUNTIME_S = 4
+
+
+@pytest.fixture
+def manager_settings(manager_settings: Settings) -> Settings:
+    """Estimate 0.8 s per job before calibration (the jobs take about 1 s)."""
+    return manager_settings.model_copy(
+        update={"default_seconds_per_video_second": 0.16, "container_startup_s": 0.0}
+    )
+
+
+def _batch(runtime: Runtime, owner: uuid.UUID, budget: Decimal, max_concurrent: int) -> uuid.UUID:
+    request = BatchRequest(
+        owner_id=owner, name=f"b-{uuid.uuid4().hex[:6]}", budget_usd=budget,
+        max_concurrent=max_concurrent, cpu=CPU, memory_gb=MEMORY, max_runtime_s=MAX_RUNTIME_S,
+    )  # fmt: skip
+    return create_batch(runtime.sessions, runtime.settings, request).id
+
+
+def _submit(
+    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str], budget: Decimal,
+    count: int, max_concurrent: int,
+) -> uuid.UUID:  # fmt: skip
+    owner, upload, template = owner_and_upload
+    batch_id = _batch(runtime, owner, budget, max_concurrent)
+    rows = [
+        BatchRow(f"row-{i}", template, upload, params={"fake": {"seconds": JOB_SECONDS}})
+        for i in range(count)
+    ]
+    submit_rows(runtime.sessions, runtime.enqueuer, runtime.settings, batch_id, owner, rows)
+    return batch_id
+
+
+def _jobs(runtime: Runtime, batch_id: uuid.UUID) -> list[Job]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Job).where(Job.batch_id == batch_id)))
+
+
+def _overrun_bound(runtime: Runtime, batch_id: uuid.UUID) -> Decimal:
+    """Return the documented bound on overspending: what running jobs could overrun.
+
+    At most ``max_concurrent`` jobs run past their reservation, each by at most the
+    difference between its whole deadline billed and what it reserved.
+    """
+    with runtime.sessions() as session:
+        batch = session.get_one(Batch, batch_id)
+        reserved = [
+            Decimal(e.data["reserved_usd"])
+            for e in session.scalars(
+                select(JobEvent)
+                .join(Job, Job.id == JobEvent.job_id)
+                .where(Job.batch_id == batch_id, JobEvent.to_state == "starting")
+            )
+        ]
+    most = container_cost(PriceTable.from_settings(runtime.settings), MAX_RUNTIME_S, CPU, MEMORY,
+                          is_spot=False)  # fmt: skip
+    return batch.max_concurrent * (most - min(reserved))
+
+
+def test_budget_stops_the_batch_and_a_raise_resumes_it(
+    runtime: Runtime,
+    workers: WorkerPool,
+    owner_and_upload: tuple[uuid.UUID, uuid.UUID, str],
+) -> None:
+    per_job = container_cost(PriceTable.from_settings(runtime.settings), 1.05, CPU, MEMORY,
+                             is_spot=False)  # fmt: skip
+    budget = per_job * 5
+    workers.start(3, queues="batch")
+    batch_id = _submit(runtime, owner_and_upload, budget, count=10, max_concurrent=2)
+
+    def is_paused() -> bool:
+        view = get_batch(runtime.sessions, batch_id)
+        return view.batch.state == "paused" and not any(
+            view.jobs_by_state.get(s) for s in ("starting", "running")
+        )
+
+    wait_until(is_paused, 60, "the batch pausing at its budget")
+    view = get_batch(runtime.sessions, batch_id)
+    assert view.batch.paused_reason == "budget_exhausted"
+    done = view.jobs_by_state.get("succeeded", 0)
+    assert 2 <= done <= 8, view.jobs_by_state
+    assert view.jobs_by_state.get("queued") == 10 - done
+    assert view.batch.reserved_usd == 0
+    assert view.batch.spent_usd <= budget + _overrun_bound(runtime, batch_id)
+    assert view.batch.spent_usd == sum(j.actual_cost_usd for j in _jobs(runtime, batch_id))
+    # The queued jobs wait for an operator: each saw the refusal once, none was polled.
+    with runtime.sessions() as session:
+        reasons = list(session.scalars(
+            select(JobEvent.data["reason"].astext).join(Job, Job.id == JobEvent.job_id)
+            .where(Job.batch_id == batch_id, JobEvent.kind == "admission")
+        ))  # fmt: skip
+    assert "budget_exhausted" in reasons
+
+    raised = set_budget(runtime.sessions, runtime.enqueuer, batch_id, budget * 4)
+    assert (raised.batch.state, raised.batch.paused_reason) == ("open", None)
+    for job in _jobs(runtime, batch_id):
+        wait_for_job(runtime, job.id, TERMINAL, timeout_s=60)
+    final = get_batch(runtime.sessions, batch_id)
+    assert final.jobs_by_state == {"succeeded": 10}
+    assert final.batch.state == "open"
+    assert final.batch.spent_usd <= budget * 4 + _overrun_bound(runtime, batch_id)
+    assert final.batch.reserved_usd == 0
+
+
+def test_max_concurrent_holds_while_interactive_jobs_run(
+    runtime: Runtime,
+    workers: WorkerPool,
+    submit_fake: SubmitFake,
+    owner_and_upload: tuple[uuid.UUID, uuid.UUID, str],
+) -> None:
+    workers.start(5, queues="batch")
+    workers.start(1, queues="interactive")
+    batch_id = _submit(runtime, owner_and_upload, Decimal(10), count=9, max_concurrent=3)
+    interactive = [submit_fake({"seconds": 0.2}) for _ in range(2)]
+    for job in interactive:
+        wait_for_job(runtime, job.id, {JobState.SUCCEEDED}, timeout_s=30)
+    assert get_batch(runtime.sessions, batch_id).jobs_by_state.get("queued", 0) > 0, (
+        "the interactive jobs should finish while the batch still waits for slots"
+    )
+    for job in _jobs(runtime, batch_id):
+        wait_for_job(runtime, job.id, TERMINAL, timeout_s=60)
+    assert get_batch(runtime.sessions, batch_id).jobs_by_state == {"succeeded": 9}
+    with runtime.sessions() as session:
+        spans = session.execute(
+            select(Run.started_at, Run.finished_at)
+            .join(Job, Job.id == Run.job_id)
+            .where(Job.batch_id == batch_id)
+        ).all()
+    # Sweep the containers' lives (their own start and exit): never more than 3 at once.
+    moments = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
+                     key=lambda m: (m[0], m[1]))  # fmt: skip
+    alive, most = 0, 0
+    for _, step in moments:
+        alive += step
+        most = max(most, alive)
+    assert most == 3
