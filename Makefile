@@ -6,9 +6,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 AZURITE_STAMP := tests/azurite/node_modules/.installed
+FRONTEND_STAMP := frontend/node_modules/.installed
+FRONTEND_BUILD := frontend/dist/index.html
+FRONTEND_SOURCES := $(filter-out %.test.ts,$(shell find frontend/src frontend/public -type f 2>/dev/null)) \
+	$(addprefix frontend/,index.html vite.config.ts tsconfig.json package-lock.json)
+CHROMIUM := /usr/bin/chromium
 BENCHMARKS := $(basename $(notdir $(filter-out %/__init__.py,$(wildcard tests/benchmarks/*.py))))
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench clean frontend frontend-test chromium
 
 $(VENV_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -22,12 +27,30 @@ $(AZURITE_STAMP): tests/azurite/package.json tests/azurite/package-lock.json
 	npm ci --prefix tests/azurite --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV_STAMP) $(AZURITE_STAMP)
+$(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
+	npm ci --prefix frontend --no-audit --no-fund --loglevel=error
+	touch $@
 
-demo: $(VENV_STAMP)
+$(FRONTEND_BUILD): $(FRONTEND_STAMP) $(FRONTEND_SOURCES)
+	npm run --prefix frontend build
+
+setup: $(VENV_STAMP) $(AZURITE_STAMP) $(FRONTEND_STAMP)
+
+# The web app, built into frontend/dist (served by the API at /).
+frontend: $(FRONTEND_BUILD)
+
+frontend-test: $(FRONTEND_STAMP)
+	npm test --prefix frontend
+
+# Debian's chromium for the browser tests (CI runs as root); fails loudly when it cannot.
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is still missing: install Debian's chromium" >&2; exit 1; }
+
+demo: $(VENV_STAMP) frontend
 	$(VENV)/bin/clipyard up
 
-test: setup lint
+test: setup lint frontend frontend-test chromium
 	$(PY) -m pytest
 
 lint: $(VENV_STAMP)
@@ -47,4 +70,4 @@ bench: setup
 	done
 
 clean:
-	rm -rf $(VENV) tests/azurite/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/azurite/node_modules frontend/node_modules frontend/dist .pytest_cache .mypy_cache .ruff_cache
