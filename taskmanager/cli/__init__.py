@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage or input (the message names
 what was wrong); 3 a service (database, Redis, storage, the API) could not be reached;
-4 ``batch watch``: every job ended but not all succeeded.
+4 ``batch watch``: every job ended but not all succeeded; ``submit --wait``: the job
+ended without a video.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import click
 from taskmanager.cli.batch import batch
 from taskmanager.cli.db import db
 from taskmanager.cli.login import login, logout
+from taskmanager.cli.submit import submit
 from taskmanager.cli.templates import templates
 from taskmanager.cli.up import services, up
 from taskmanager.cli.users import user
@@ -34,3 +36,4 @@ main.add_command(templates)
 main.add_command(login)
 main.add_command(logout)
 main.add_command(batch)
+main.add_command(submit)

@@ -1,0 +1,122 @@
+"""The single-machine demo end to end: ``clipyard up``, one real job, a restart, the data kept.
+
+This is the path a newcomer takes after ``make demo``: the embedded services, the API,
+the task managers and the real compositor, driven only through the CLI and the API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from jobimages.builder import build_templates
+from taskmanager.cli.up import DEMO_CREDENTIALS_FILE
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("CLIPYARD_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }  # fmt: skip
+    # Its own config folder: clipyard login must not touch the real user's.
+    env.update(XDG_CONFIG_HOME=str(home / "config"), CLIPYARD_LOG_FORMAT="console")
+    return env
+
+
+@contextmanager
+def demo(workdir: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``clipyard up`` in ``workdir`` until it serves; stop it with Ctrl-C (SIGINT)."""
+    log = (workdir / "up.log").open("ab")
+    process = subprocess.Popen(
+        [str(BIN / "clipyard"), "up", "--port", str(port), "--managers", "1"],
+        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, (workdir / "up.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "clipyard up did not become ready"
+                time.sleep(0.5)
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "clipyard"), *args], env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(900)
+def test_demo_runs_a_job_and_keeps_it_across_a_restart(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    # Only the small postcard, built before start-up: clipyard up loads what it finds.
+    build_templates(workdir / ".clipyard" / "templates", names=["postcard"])
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (640, 480), (200, 80, 40)).save(photo)
+    env = _environment(tmp_path)
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}"
+    video = tmp_path / "video.mp4"
+
+    with demo(workdir, port, env):
+        operator = json.loads((workdir / ".clipyard" / DEMO_CREDENTIALS_FILE).read_text())
+        assert operator["password"] in (workdir / "up.log").read_text()
+        signed_in = _cli(env, "login", "--api", api, "--email", operator["email"],
+                         "--password", operator["password"])  # fmt: skip
+        assert signed_in.returncode == 0, signed_in.stderr
+        done = _cli(env, "submit", "-t", "postcard", "-i", str(photo), "--wait", "-o", str(video))
+        assert done.returncode == 0, done.stdout + done.stderr
+        job_id = done.stdout.split()[1]
+    assert "stopped" in (workdir / "up.log").read_text()
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].frames > 0
+
+    with demo(workdir, port, env):
+        shown = _cli(env, "submit", "--help")  # the CLI still works against the same login
+        assert shown.returncode == 0
+        request = urllib.request.Request(f"{api}/api/v1/jobs/{job_id}")
+        token = json.loads((tmp_path / "config" / "clipyard" / "credentials.json").read_text())
+        request.add_header("Authorization", f"Bearer {token['token']}")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            job = json.load(answer)
+        assert job["state"] == "succeeded"
+        result = urllib.request.Request(f"{api}{job['result_url']}")
+        result.add_header("Authorization", f"Bearer {token['token']}")
+        with urllib.request.urlopen(result, timeout=30) as answer:
+            assert answer.read() == video.read_bytes()
