@@ -123,7 +123,8 @@ def _runtime(raw: Any, reasons: list[str]) -> int | None:
     return int(text)
 
 
-def _crop(record: dict[str, Any], reasons: list[str]) -> tuple[int, int, int, int] | None:
+def parse_crop(record: dict[str, Any], reasons: list[str]) -> tuple[int, int, int, int] | None:
+    """Read a row's crop (text, list, object or four columns); append why it is bad."""
     raw = record.get("crop")
     parts: list[Any]
     if isinstance(raw, dict):
@@ -200,7 +201,7 @@ def parse_row(
     elif templates is not None and template not in templates:
         reasons.append(f"no template named {template!r} (have: {', '.join(sorted(templates))})")
     photo_path, upload_id = _photo(record.get("photo"), base, reasons)
-    crop = _crop(record, reasons)
+    crop = parse_crop(record, reasons)
     cpu = _decimal(record.get("cpu"), "cpu", Decimal("0.25"), MAX_CPU, reasons)
     memory = _decimal(record.get("memory_gb"), "memory_gb", Decimal("0.5"), MAX_MEMORY_GB, reasons)
     runtime = _runtime(record.get("max_runtime_s"), reasons)

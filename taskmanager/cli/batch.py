@@ -24,13 +24,12 @@ import click
 
 from taskmanager.apiclient import ApiClient, ApiError, file_sha256
 from taskmanager.cli.batchviews import (
-    EXIT_JOBS_FAILED,
     WatchState,
     make_progress,
     print_plan,
     render_watch,
 )
-from taskmanager.cli.context import CliError
+from taskmanager.cli.context import EXIT_JOBS_UNSUCCESSFUL, CliError
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
 from taskmanager.manifest import Manifest, ManifestRow, ManifestUnreadable, read_manifest
 
@@ -270,7 +269,7 @@ def watch(cli: Cli, batch_ref: str, interval: float) -> None:
             time.sleep(interval)
     bad = sum(n for s, n in counts.items() if s != "succeeded")
     if bad:
-        sys.exit(EXIT_JOBS_FAILED)
+        sys.exit(EXIT_JOBS_UNSUCCESSFUL)
 
 
 @batch.command()

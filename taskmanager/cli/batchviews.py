@@ -15,8 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-# `watch`: every job ended, but not all of them succeeded.
-EXIT_JOBS_FAILED = 4
 _ACTIVE = ("starting", "running")
 _DONE = ("succeeded", "failed", "cancelled", "timed_out")
 

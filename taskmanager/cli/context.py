@@ -12,6 +12,8 @@ from taskmanager.settings import Settings
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
+# Jobs ended, but not (all) with a video: batch watch, submit --wait.
+EXIT_JOBS_UNSUCCESSFUL = 4
 
 
 class CliError(click.ClickException):

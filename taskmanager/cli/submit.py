@@ -16,11 +16,11 @@ import requests
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from taskmanager.apiclient import ApiClient
-from taskmanager.cli.context import CliError, fail_unavailable
+from taskmanager.cli.context import EXIT_JOBS_UNSUCCESSFUL, CliError, fail_unavailable
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
+from taskmanager.manifest import parse_crop
 from taskmanager.states import TERMINAL_JOB_STATES
 
-EXIT_JOB_UNSUCCESSFUL = 4
 _POLL_S = 0.5
 _DOWNLOAD_CHUNK = 1024 * 1024
 
@@ -28,17 +28,18 @@ _DOWNLOAD_CHUNK = 1024 * 1024
 class JobUnsuccessful(click.ClickException):
     """The job failed, timed out or was cancelled (exit code 4)."""
 
-    exit_code = EXIT_JOB_UNSUCCESSFUL
+    exit_code = EXIT_JOBS_UNSUCCESSFUL
 
 
-def parse_crop(text: str | None) -> dict[str, int] | None:
-    """Parse ``x,y,width,height``; raise a one-line error naming what is wrong."""
+def crop_option(text: str | None) -> dict[str, int] | None:
+    """Read ``--crop`` as a manifest's crop column is read; raise naming what is wrong."""
     if text is None:
         return None
-    parts = text.split(",")
-    if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
-        raise CliError(f"--crop must be four integers x,y,width,height, not {text!r}")
-    x, y, width, height = (int(p) for p in parts)
+    reasons: list[str] = []
+    box = parse_crop({"crop": text}, reasons)
+    if box is None:
+        raise CliError(f"--crop {text!r}: {'; '.join(reasons)}")
+    x, y, width, height = box
     return {"x": x, "y": y, "width": width, "height": height}
 
 
@@ -101,7 +102,7 @@ def submit(
     client = client_for(api_url, token)
     upload = client.upload(image)
     body: dict[str, Any] = {"template": template, "upload_id": upload["id"]}
-    if (box := parse_crop(crop)) is not None:
+    if (box := crop_option(crop)) is not None:
         body["crop"] = box
     job = client.create_job(body)
     click.echo(f"job {job['id']} {job['state']}")
