@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,16 +22,10 @@ from PIL import Image
 
 from jobimages.builder import build_templates
 from taskmanager.cli.up import DEMO_CREDENTIALS_FILE
+from tests.services import free_port, wait_until
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _environment(home: Path) -> dict[str, str]:
@@ -54,16 +46,17 @@ def demo(workdir: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.P
         [str(BIN / "clipyard"), "up", "--port", str(port), "--managers", "1"],
         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+    def is_ready() -> bool:
+        assert process.poll() is None, (workdir / "up.log").read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, (workdir / "up.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "clipyard up did not become ready"
-                time.sleep(0.5)
+        wait_until(is_ready, START_TIMEOUT_S, "clipyard up answering /readyz", interval_s=0.5)
         yield process
     finally:
         process.send_signal(signal.SIGINT)
@@ -90,7 +83,7 @@ def test_demo_runs_a_job_and_keeps_it_across_a_restart(tmp_path: Path) -> None:
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (640, 480), (200, 80, 40)).save(photo)
     env = _environment(tmp_path)
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}"
     video = tmp_path / "video.mp4"
 
