@@ -80,7 +80,7 @@ class LocalBackend:
         self._launchers = [p for p in self._launchers if p.poll() is None]
         self._launchers.append(
             subprocess.Popen(
-                ["/bin/sh", str(SHIM), str(run_dir), *command],
+                ["/bin/bash", str(SHIM), str(run_dir), *command],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -96,7 +96,7 @@ class LocalBackend:
             return ContainerStatus(ContainerState.NOT_FOUND)
         started_at = _read_time(run_dir / "started_at")
         exit_text = _read(run_dir / "exit_code")
-        if exit_text is not None:
+        if exit_text:
             code = int(exit_text)
             return ContainerStatus(
                 ContainerState.EXITED,
@@ -117,7 +117,7 @@ class LocalBackend:
             state = ContainerState.RUNNING if started_at else ContainerState.PENDING
             return ContainerStatus(state, started_at=started_at)
         # The shim writes the exit code just before exiting: look once more.
-        if (run_dir / "exit_code").exists():
+        if _has_exited(run_dir):
             return self.status(name)
         return ContainerStatus(ContainerState.LOST, started_at=started_at, detail="vanished")
 
@@ -125,15 +125,15 @@ class LocalBackend:
         """Block until the container exits or ``timeout_s`` passes (pidfd: no polling)."""
         run_dir = self._dir(name)
         deadline = time.monotonic() + timeout_s
-        if not (run_dir / "started_at").exists():
+        if not _has_record(run_dir / "started_at"):
             # Starting takes milliseconds: return as soon as it has, so "running" is prompt.
-            while not (run_dir / "started_at").exists() and time.monotonic() < deadline:
-                if (run_dir / "exit_code").exists() or not run_dir.exists():
+            while not _has_record(run_dir / "started_at") and time.monotonic() < deadline:
+                if _has_exited(run_dir) or not run_dir.exists():
                     return
                 time.sleep(0.005)
             return
         pid = _read_int(run_dir / "shim.pid")
-        if pid is None or (run_dir / "exit_code").exists():
+        if pid is None or _has_exited(run_dir):
             return
         try:
             pidfd = os.pidfd_open(pid)
@@ -143,9 +143,10 @@ class LocalBackend:
             select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
         finally:
             os.close(pidfd)
-        # The shim writes the exit code just before it exits; give the rename a moment.
+        # Still alive (the wait timed out): return. Exited: its last record, the exit
+        # code, is written just before; look for it briefly all the same.
         deadline = time.monotonic() + 0.5
-        while not (run_dir / "exit_code").exists() and time.monotonic() < deadline:
+        while not _has_exited(run_dir) and time.monotonic() < deadline:
             if _is_alive(pid, run_dir):
                 return
             time.sleep(0.005)
@@ -159,7 +160,7 @@ class LocalBackend:
                 data = log.read(_MAX_LOG_CHUNK)
         except FileNotFoundError:
             return "", cursor
-        is_finished = (self._dir(name) / "exit_code").exists()
+        is_finished = _has_exited(self._dir(name))
         end = len(data) if is_finished else data.rfind(b"\n") + 1
         return data[:end].decode("utf-8", errors="replace"), cursor + end
 
@@ -167,14 +168,14 @@ class LocalBackend:
         """SIGTERM the container's process group, then SIGKILL it after ``grace_s``."""
         run_dir = self._dir(name)
         pgid = _read_int(run_dir / "pgid")
-        if pgid is None or (run_dir / "exit_code").exists():
+        if pgid is None or _has_exited(run_dir):
             return
         (run_dir / "stop_requested").touch()
         _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             self.wait(name, deadline - time.monotonic())
-            if (run_dir / "exit_code").exists():
+            if _has_exited(run_dir):
                 return
         _signal_group(pgid, signal.SIGKILL)
         self.wait(name, 5.0)
@@ -185,7 +186,7 @@ class LocalBackend:
         if not run_dir.exists():
             return
         pgid = _read_int(run_dir / "pgid")
-        if pgid is not None and not (run_dir / "exit_code").exists():
+        if pgid is not None and not _has_exited(run_dir):
             _signal_group(pgid, signal.SIGKILL)
             self.wait(name, 5.0)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -216,6 +217,19 @@ def _is_alive(pid: int, run_dir: Path) -> bool:
     return str(run_dir).encode() in cmdline
 
 
+def _has_record(path: Path) -> bool:
+    """Tell whether the shim has written the record ``path`` (one write; empty: not yet)."""
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _has_exited(run_dir: Path) -> bool:
+    """Tell whether the shim has recorded the exit code, its last record."""
+    return _has_record(run_dir / "exit_code")
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -234,7 +248,8 @@ def _timestamp(value: float | None) -> datetime | None:
 
 def _read_time(path: Path) -> datetime | None:
     text = _read(path)
-    return _timestamp(float(text)) if text else None
+    # bash writes $EPOCHREALTIME with the locale's decimal mark (a comma in some).
+    return _timestamp(float(text.replace(",", "."))) if text else None
 
 
 def _children_cpu_seconds(times: str | None) -> float | None:
@@ -247,7 +262,7 @@ def _children_cpu_seconds(times: str | None) -> float | None:
         return None
     total = 0.0
     for field in lines[1].split():
-        minutes, _, seconds = field.rstrip("s").partition("m")
+        minutes, _, seconds = field.rstrip("s").replace(",", ".").partition("m")
         try:
             total += float(minutes) * 60 + float(seconds)
         except ValueError:

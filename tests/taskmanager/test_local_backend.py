@@ -108,3 +108,17 @@ def test_remove_is_quiet_when_gone_and_unknown_images_are_refused(backend: Local
     with pytest.raises(BackendError, match="not known") as refused:
         backend.launch(ContainerSpec("c7", "nope", [], Decimal(1), Decimal(1)))
     assert not refused.value.is_retryable
+
+
+def test_times_written_with_a_decimal_comma_are_read(backend: LocalBackend) -> None:
+    """bash writes $EPOCHREALTIME with the locale's decimal mark; a comma must not crash."""
+    backend.launch(_spec("c-comma", "--seconds", "0"))
+    _wait_exit(backend, "c-comma")
+    before = backend.status("c-comma")
+    run_dir = backend.root / "c-comma"
+    for record in ("started_at", "finished_at", "times"):
+        path = run_dir / record
+        path.write_text(path.read_text().replace(".", ","))
+    after = backend.status("c-comma")
+    assert (after.started_at, after.finished_at) == (before.started_at, before.finished_at)
+    assert after.cpu_seconds == before.cpu_seconds
