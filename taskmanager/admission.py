@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.cost import estimate_job_cost
@@ -56,23 +56,36 @@ def admit(session: Session, job: Job, template: Template, settings: Settings) ->
     Must run inside the transaction that then creates the run.
     """
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
-    live = session.execute(
-        select(func.count(), func.coalesce(func.sum(Run.cpu), 0)).where(
-            Run.state.in_(LIVE_RUN_STATES)
+    # The batch's row before its runs are counted: a run counted live here has not been
+    # settled yet (settling writes this row), so its settle comes after this transaction
+    # and clears a budget_wait this one may set.
+    batch = None
+    if job.batch_id is not None:
+        batch = session.get_one(Batch, job.batch_id, with_for_update=True)
+    # One query for the global caps and the batch's own: live runs, their CPUs, and
+    # how many of them are this job's batch's.
+    live, live_cpu, live_in_batch = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(Run.cpu), 0),
+            func.count().filter(Job.batch_id == job.batch_id),
         )
+        .select_from(Run)
+        .join(Job, Job.id == Run.job_id)
+        .where(Run.state.in_(LIVE_RUN_STATES))
     ).one()
     retry = settings.admission_retry_s
-    if live[0] >= settings.max_concurrent_containers:
+    if live >= settings.max_concurrent_containers:
         return _refuse("max_concurrent_containers", retry)
-    if Decimal(live[1]) + job.cpu > settings.max_total_cpu:
+    if Decimal(live_cpu) + job.cpu > settings.max_total_cpu:
         return _refuse("max_total_cpu", retry)
     if settings.container_backend == "aci":
         refusal = _check_create_rate(session, settings)
         if refusal is not None:
             return refusal
-    if job.batch_id is None:
+    if batch is None:
         return Admission(is_admitted=True)
-    return _admit_to_batch(session, job, template, settings)
+    return _admit_to_batch(session, batch, job, template, settings, live_in_batch)
 
 
 def _check_create_rate(session: Session, settings: Settings) -> Admission | None:
@@ -94,18 +107,19 @@ def _check_create_rate(session: Session, settings: Settings) -> Admission | None
 
 
 def _admit_to_batch(
-    session: Session, job: Job, template: Template, settings: Settings
-) -> Admission:
+    session: Session, batch: Batch, job: Job, template: Template, settings: Settings,
+    running: int,
+) -> Admission:  # fmt: skip
     """Apply the batch's concurrency cap and budget; reserve the estimate if admitted.
+
+    ``batch`` is locked; ``running`` is its live runs, counted after it was locked.
 
     A job refused by its batch is not re-polled: it stays queued until a slot or money
     frees up, and whoever frees it (an attempt ending, the budget raised) wakes the
     batch's next jobs (``wake_batch``).
     """
-    batch = session.get_one(Batch, job.batch_id, with_for_update=True)
     if batch.state != "open":
         return _refuse(batch.paused_reason or f"batch_{batch.state}", None)
-    running = live_batch_runs(session, batch.id)
     if running >= batch.max_concurrent:
         return _refuse("batch_max_concurrent", None)
     estimate = estimate_job_cost(session, job, template, settings)
@@ -178,13 +192,25 @@ def wake_jobs(enqueuer: Enqueuer, waiting: list[tuple[uuid.UUID, int]]) -> None:
             return
 
 
-def settle_batch(session: Session, job: Job, actual_cost: Decimal) -> None:
-    """Replace the attempt's reservation in its batch by what it actually cost."""
-    if job.batch_id is None:
-        return
-    batch = session.get_one(Batch, job.batch_id, with_for_update=True)
-    batch.reserved_usd = max(Decimal(0), batch.reserved_usd - job.reserved_usd)
-    batch.spent_usd += actual_cost
-    job.reserved_usd = Decimal(0)
-    if batch.paused_reason == BUDGET_WAIT:
-        batch.paused_reason = None  # money may have come free: the next wake-up decides
+def settle_batch(
+    session: Session, batch_id: uuid.UUID, reserved_usd: Decimal, actual_cost: Decimal
+) -> Batch:
+    """Replace an attempt's reservation in its batch by what it actually cost.
+
+    One UPDATE, last in the finishing transaction: every manager finishing or admitting
+    one of the batch's jobs needs this row, so it is held for as short a time as can be.
+    """
+    return session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            reserved_usd=func.greatest(0, Batch.reserved_usd - reserved_usd),
+            spent_usd=Batch.spent_usd + actual_cost,
+            # Money may have come free: the next wake-up decides.
+            paused_reason=case(
+                (Batch.paused_reason == BUDGET_WAIT, None), else_=Batch.paused_reason
+            ),
+        )
+        .returning(Batch)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).scalar_one()

@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from taskmanager.admission import settle_batch, waiting_batch_jobs, wake_jobs
 from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
@@ -22,7 +23,12 @@ from taskmanager.runtime import Runtime
 from taskmanager.states import JobState, RunState
 from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
-from taskmanager.transitions import ConcurrentChange, transition_job, transition_run
+from taskmanager.transitions import (
+    ConcurrentChange,
+    record_event,
+    transition_job,
+    transition_run,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +169,33 @@ def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
     return float(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - not for security
 
 
-def save_log(rt: Runtime, run: Run, container_log: ContainerLog) -> str | None:
+@dataclass(frozen=True)
+class AttemptRef:
+    """What identifies an attempt, known to its manager without asking the database."""
+
+    run_id: uuid.UUID
+    job_id: uuid.UUID
+    attempt: int
+    container_name: str
+
+
+def record_progress(session: Session, ref: AttemptRef, tracker: ProgressTracker) -> bool:
+    """Record the progress reported since the last call as an event; False if none.
+
+    The caller's transaction holds the job's row lock and stores ``tracker.fraction``.
+    """
+    if not tracker.has_new_progress:
+        return False
+    tracker.has_new_progress = False
+    record_event(
+        session, ref.job_id, "progress",
+        {"done": tracker.done, "total": tracker.total, "progress": tracker.fraction},
+        run_id=ref.run_id, holds_job_lock=True,
+    )  # fmt: skip
+    return True
+
+
+def save_log(rt: Runtime, ref: AttemptRef, token: int, container_log: ContainerLog) -> str | None:
     """Store the attempt's whole log (as spooled while watching); return its key."""
     if container_log.cursor == 0:
         container_log.read_all()  # never watched (launch refused, cancelled): take what is left
@@ -171,14 +203,14 @@ def save_log(rt: Runtime, run: Run, container_log: ContainerLog) -> str | None:
     if spool.tell() == 0:
         return None
     spool.seek(0)
-    key = log_key(run.job_id, run.attempt)
+    key = log_key(ref.job_id, ref.attempt, token)
     rt.storage.upload(key, spool, content_type="text/plain; charset=utf-8")
     return key
 
 
 def finish_attempt(
     rt: Runtime,
-    run_id: uuid.UUID,
+    ref: AttemptRef,
     token: int,
     outcome: Outcome,
     container_log: ContainerLog,
@@ -186,23 +218,25 @@ def finish_attempt(
 ) -> None:
     """Record the attempt's end (under the lease) and finish or retry the job."""
     settings = rt.settings
-    with rt.sessions() as session:
-        run = session.get_one(Run, run_id)
     try:
-        log_blob = save_log(rt, run, container_log)
+        log_blob = save_log(rt, ref, token, container_log)
     except (BackendError, StorageError) as exc:
         bound.warning("could not save the container log", error=str(exc))
         log_blob = None
     retry_delay: float | None = None
-    with rt.sessions.begin() as session:
-        job = session.get_one(Job, run.job_id, with_for_update=True)
-        run = session.get_one(Run, run_id)
-        db_now = session.execute(select(func.now())).scalar_one()
-        billed = _billed_seconds(outcome, run, db_now)
-        cost = container_cost(
-            PriceTable.from_settings(settings), billed, run.cpu, run.memory_gb, is_spot=run.is_spot
-        )
-        try:
+    try:
+        with rt.sessions.begin() as session:
+            job = session.get_one(Job, ref.job_id, with_for_update=True)
+            run = session.get_one(Run, ref.run_id)
+            db_now = session.execute(select(func.now())).scalar_one()
+            billed = _billed_seconds(outcome, run, db_now)
+            cost = container_cost(
+                PriceTable.from_settings(settings), billed, run.cpu, run.memory_gb,
+                is_spot=run.is_spot,
+            )  # fmt: skip
+            # What the container printed after the last heartbeat comes first in the
+            # job's history, then the end; a lost lease below rolls it all back.
+            has_progress = record_progress(session, ref, container_log.tracker)
             transition_run(
                 session, run, outcome.run_state, lease_token=token,
                 data={"exit_code": outcome.exit_code, "failure_kind": outcome.failure_kind,
@@ -210,32 +244,37 @@ def finish_attempt(
                 exit_code=outcome.exit_code, failure_kind=outcome.failure_kind,
                 billed_seconds=billed, cost_usd=cost, log_key=log_blob,
                 peak_rss_mb=outcome.peak_rss_mb, cpu_seconds=outcome.cpu_seconds,
-                **_container_times(outcome),
+                holds_job_lock=True, **_container_times(outcome),
             )  # fmt: skip
-        except ConcurrentChange:
-            bound.warning("lease lost before finishing; the new manager finishes the run")
-            return
-        job.actual_cost_usd += cost
-        settle_batch(session, job, cost)
-        target, changes = _job_target(job, outcome)
-        if target is JobState.RETRY_WAIT:
-            retry_delay = outcome.retry_after_s or backoff_delay(
-                job.attempt, settings.retry_base_delay_s, settings.retry_max_delay_s
-            )
-            changes["next_attempt_at"] = db_now + timedelta(seconds=retry_delay)
-        transition_job(
-            session, job, target, reason=outcome.failure_kind or "succeeded", run_id=run.id,
-            data={"attempt": run.attempt, "cost_usd": str(cost), "retry_in_s": retry_delay},
-            **changes,
-        )  # fmt: skip
-        batch_id, max_runtime = job.batch_id, job.max_runtime_s
-        # This attempt's slot (and any money it did not spend) frees at commit: the
-        # batch's next jobs are chosen here and woken right after it, before clean-up.
-        waiting = waiting_batch_jobs(session, batch_id) if batch_id is not None else []
+            reserved = job.reserved_usd
+            target, changes = _job_target(job, outcome)
+            if has_progress:
+                changes.setdefault("progress", container_log.tracker.fraction)
+            changes.update(actual_cost_usd=job.actual_cost_usd + cost, reserved_usd=0)
+            if target is JobState.RETRY_WAIT:
+                retry_delay = outcome.retry_after_s or backoff_delay(
+                    job.attempt, settings.retry_base_delay_s, settings.retry_max_delay_s
+                )
+                changes["next_attempt_at"] = db_now + timedelta(seconds=retry_delay)
+            transition_job(
+                session, job, target, reason=outcome.failure_kind or "succeeded", run_id=run.id,
+                data={"attempt": run.attempt, "cost_usd": str(cost), "retry_in_s": retry_delay},
+                **changes,
+            )  # fmt: skip
+            batch_id, max_runtime = job.batch_id, job.max_runtime_s
+            waiting = []
+            if batch_id is not None:
+                settle_batch(session, batch_id, reserved, cost)
+                # This attempt's slot (and any money it did not spend) frees at commit:
+                # the batch's next jobs are chosen here and woken right after it.
+                waiting = waiting_batch_jobs(session, batch_id)
+    except ConcurrentChange:
+        bound.warning("lease lost before finishing; the new manager finishes the run")
+        return
     is_batch = batch_id is not None
     wake_jobs(rt.enqueuer, waiting)
     try:
-        rt.backend.remove(run.container_name)
+        rt.backend.remove(ref.container_name)
     except BackendError as exc:
         # The run is finished either way; the reconciler deletes the leftover later.
         bound.warning("could not remove the container; the janitor will", error=str(exc))
@@ -246,7 +285,7 @@ def finish_attempt(
     )  # fmt: skip
     if retry_delay is not None:
         rt.enqueuer.enqueue(
-            run.job_id, is_batch=is_batch, max_runtime_s=max_runtime, delay_s=retry_delay
+            ref.job_id, is_batch=is_batch, max_runtime_s=max_runtime, delay_s=retry_delay
         )
 
 

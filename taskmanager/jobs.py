@@ -212,7 +212,12 @@ def submit_job(
             return _check_replay(existing, template_id, request), False
         # Nobody else can see the new row yet, so the event needs no lock on it.
         record_event(
-            session, job.id, "state", {"reason": "submitted"}, to_state=job.state, is_new_job=True
+            session,
+            job.id,
+            "state",
+            {"reason": "submitted"},
+            to_state=job.state,
+            holds_job_lock=True,
         )
     _wake(enqueuer, job)
     return job, True

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -28,13 +28,19 @@ from taskmanager.backends.base import (
 )
 from taskmanager.containerlog import ContainerLog
 from taskmanager.containerspec import FakeJobNotAllowed, build_spec, container_name
-from taskmanager.finishing import Outcome, finish_attempt
+from taskmanager.finishing import AttemptRef, Outcome, finish_attempt, record_progress
 from taskmanager.leases import Heartbeat, release_lease, renew_lease, take_lease
 from taskmanager.models import Job, JobEvent, Run, Template, Upload
 from taskmanager.progress import ProgressTracker
 from taskmanager.runtime import Runtime
 from taskmanager.states import JobState, RunState
-from taskmanager.transitions import ConcurrentChange, record_event, transition_job, transition_run
+from taskmanager.transitions import (
+    ConcurrentChange,
+    record_event,
+    record_run_event,
+    transition_job,
+    transition_run,
+)
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -45,12 +51,19 @@ _DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 @dataclass(frozen=True)
 class _Attempt:
-    run_id: uuid.UUID
-    name: str
+    ref: AttemptRef
     # Set when this manager created the run and so already holds its lease.
     token: int | None = None
     # Set with token: the spec to launch, the run already marked launching.
     spec: ContainerSpec | None = None
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self.ref.run_id
+
+    @property
+    def name(self) -> str:
+        return self.ref.container_name
 
 
 class LeaseLost(Exception):
@@ -85,16 +98,16 @@ class Supervisor:
                 self._launch_or_adopt(attempt, token, bound)
             except BackendError as exc:
                 outcome = Outcome.launch_failed(exc)
-                finish_attempt(self.rt, attempt.run_id, token, outcome, container_log, bound)
+                finish_attempt(self.rt, attempt.ref, token, outcome, container_log, bound)
                 return
             except CancelledBeforeLaunch:
                 outcome = Outcome.not_launched()
-                finish_attempt(self.rt, attempt.run_id, token, outcome, container_log, bound)
+                finish_attempt(self.rt, attempt.ref, token, outcome, container_log, bound)
                 return
             watched = self._watch(attempt, token, container_log, bound)
             if watched is None:  # shutting down: the run was handed over
                 return
-            finish_attempt(self.rt, attempt.run_id, token, watched, container_log, bound)
+            finish_attempt(self.rt, attempt.ref, token, watched, container_log, bound)
         except LeaseLost:
             bound.warning("lease lost; leaving the run to its new manager")
         finally:
@@ -124,7 +137,7 @@ class Supervisor:
                 if run is None or run.run_state.is_terminal:
                     log.error("active job without a live run", job_id=str(job.id))
                     return None
-                return _Attempt(run.id, run.container_name)
+                return _Attempt(_ref(run))
             return None  # terminal
 
     def _is_due(self, session: Session, job: Job) -> bool:
@@ -143,6 +156,7 @@ class Supervisor:
             transition_job(session, job, JobState.CANCELLED, reason="cancelled while queued")
             return None
         template = session.get_one(Template, job.template_id)
+        upload = session.get_one(Upload, job.upload_id)  # read before admission's lock
         admission = admit(session, job, template, self.rt.settings)
         if not admission.is_admitted:
             self._note_refusal(session, job, admission.reason or "refused")
@@ -158,6 +172,7 @@ class Supervisor:
         # Spot until it has been evicted too often, then Regular priority.
         is_spot = job.is_spot and job.evictions < self.rt.settings.spot_max_evictions
         run = Run(
+            id=uuid.uuid4(),
             job_id=job.id,
             attempt=attempt,
             container_name=container_name(job.id, attempt),
@@ -170,6 +185,13 @@ class Supervisor:
             lease_token=1,
             heartbeat_at=func.now(),
         )
+        try:
+            spec: ContainerSpec | None = self._build_spec(job, run, 1, template, upload)
+        except BackendError:
+            spec = None  # e.g. fake jobs refused: the launch path records the refusal
+        if spec is not None:
+            # Born launching (one INSERT, not an INSERT and an UPDATE): it launches next.
+            run.state, run.launched_at = RunState.LAUNCHING.value, _db_now()
         session.add(run)
         session.flush()
         transition_job(
@@ -189,11 +211,11 @@ class Supervisor:
             error_code=None,
             error_message=None,
         )
-        try:
-            spec = self._spec_for_launch(session, job, run, token=1)
-        except BackendError:
-            spec = None  # e.g. fake jobs refused: the launch path records the refusal
-        return _Attempt(run.id, run.container_name, token=1, spec=spec)
+        if spec is not None:
+            record_run_event(
+                session, run, RunState.PENDING, RunState.LAUNCHING, holds_job_lock=True
+            )
+        return _Attempt(_ref(run), token=1, spec=spec)
 
     def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
         """Record why the job waits, once per reason (not on every re-check)."""
@@ -241,15 +263,20 @@ class Supervisor:
         """Build the run's spec and mark the run launching (in the caller's transaction)."""
         template = session.get_one(Template, job.template_id)
         upload = session.get_one(Upload, job.upload_id)
-        try:
-            spec = build_spec(job, run, token, template, upload, self.rt.storage, self.rt.settings)
-        except FakeJobNotAllowed as exc:
-            raise BackendError(str(exc), is_retryable=False) from exc
+        spec = self._build_spec(job, run, token, template, upload)
         if run.run_state is RunState.PENDING:
             transition_run(
                 session, run, RunState.LAUNCHING, lease_token=token, launched_at=_db_now()
             )
         return spec
+
+    def _build_spec(
+        self, job: Job, run: Run, token: int, template: Template, upload: Upload
+    ) -> ContainerSpec:
+        try:
+            return build_spec(job, run, token, template, upload, self.rt.storage, self.rt.settings)
+        except FakeJobNotAllowed as exc:
+            raise BackendError(str(exc), is_retryable=False) from exc
 
     def _launch(self, spec: ContainerSpec, bound: structlog.BoundLogger) -> None:
         try:
@@ -281,17 +308,19 @@ class Supervisor:
                 self._hand_over(attempt, token, bound)
                 return None
             status = self._look(attempt, container_log, bound)
+            if status is not None and (
+                status.is_finished or status.state is ContainerState.NOT_FOUND
+            ):
+                # No heartbeat first: finishing is the next write, under the same token,
+                # and it stores the last progress too.
+                self._look(attempt, container_log, bound)  # the last lines
+                return Outcome.from_status(status, tracker)
             is_starting = (
                 status is not None and status.state is ContainerState.RUNNING and started_at is None
             )
             beat = self._heartbeat(attempt, token, tracker, status if is_starting else None)
             if is_starting and beat is not None and status is not None:
                 started_at = status.started_at or beat.db_now
-            if status is not None and (
-                status.is_finished or status.state is ContainerState.NOT_FOUND
-            ):
-                self._look(attempt, container_log, bound)  # the last lines
-                return Outcome.from_status(status, tracker)
             reason = None
             if beat is not None and beat.is_cancel_requested:
                 reason = "cancelled"
@@ -336,7 +365,8 @@ class Supervisor:
     ) -> Heartbeat | None:
         """Renew the lease, store new progress and, given ``started``, record the start.
 
-        One transaction per step whatever it carries. None if the database is unreachable.
+        One transaction whatever it carries, on every step but the one that finds the
+        container ended (finishing writes next). None if the database is unreachable.
         """
         try:
             with self.rt.sessions.begin() as session:
@@ -346,16 +376,12 @@ class Supervisor:
                 if started is not None:
                     self._mark_running(session, attempt, token, started)
                 if tracker.has_new_progress:
-                    tracker.has_new_progress = False
-                    run = session.get_one(Run, attempt.run_id)
-                    job = session.get_one(Job, run.job_id)
-                    job.progress = tracker.fraction
-                    record_event(
-                        session, run.job_id, "progress",
-                        {"done": tracker.done, "total": tracker.total,
-                         "progress": tracker.fraction},
-                        run_id=run.id,
-                    )  # fmt: skip
+                    job_id = attempt.ref.job_id
+                    # The UPDATE takes the job's row lock the event needs.
+                    session.execute(
+                        update(Job).where(Job.id == job_id).values(progress=tracker.fraction)
+                    )
+                    record_progress(session, attempt.ref, tracker)
                 return beat
         except ConcurrentChange as exc:
             raise LeaseLost from exc
@@ -368,15 +394,22 @@ class Supervisor:
     def _mark_running(
         self, session: Session, attempt: _Attempt, token: int, status: ContainerStatus
     ) -> None:
-        """Record that the container runs: run → running, job → running."""
+        """Record that the container runs: run → running, job → running.
+
+        The job's row is locked first, so the run's events need no lock of their own.
+        """
+        job = session.get_one(Job, attempt.ref.job_id, with_for_update=True)
         run = session.get_one(Run, attempt.run_id)
         if run.run_state in (RunState.PENDING, RunState.LAUNCHING):
             if run.run_state is RunState.PENDING:
-                transition_run(session, run, RunState.LAUNCHING, lease_token=token)
+                transition_run(
+                    session, run, RunState.LAUNCHING, lease_token=token, holds_job_lock=True
+                )
             # The container's own start time, where the backend knows it.
             when: dict[str, Any] = {"started_at": status.started_at} if status.started_at else {}
-            transition_run(session, run, RunState.RUNNING, lease_token=token, **when)
-        job = session.get_one(Job, run.job_id, with_for_update=True)
+            transition_run(
+                session, run, RunState.RUNNING, lease_token=token, holds_job_lock=True, **when
+            )
         if job.job_state is JobState.STARTING:
             transition_job(session, job, JobState.RUNNING, run_id=run.id)
 
@@ -421,6 +454,10 @@ class Supervisor:
                 log.warning("database unreachable; retrying", retry_in_s=delay)
                 self.rt.shutdown.wait(delay)
         return None
+
+
+def _ref(run: Run) -> AttemptRef:
+    return AttemptRef(run.id, run.job_id, run.attempt, run.container_name)
 
 
 def _db_now() -> ColumnElement[datetime]:

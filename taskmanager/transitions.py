@@ -8,9 +8,9 @@ rolled back by the caller.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from taskmanager.models import Job, JobEvent, Run
@@ -30,31 +30,38 @@ def record_event(
     run_id: uuid.UUID | None = None,
     from_state: str | None = None,
     to_state: str | None = None,
-    is_new_job: bool = False,
-) -> JobEvent:
-    """Append one event to the job's history (flushed, so its id is known).
+    holds_job_lock: bool = False,
+) -> int:
+    """Append one event to the job's history; return its id.
 
     The job's row is locked first, so a job's events commit in the order of their ids
     and a reader resuming "after id N" (Server-Sent Events) can never skip one that
-    commits late. Holding the lock already (a transition did) costs nothing more; a job
-    inserted by this very transaction (``is_new_job``) is invisible to other writers.
+    commits late. A caller whose transaction already holds that lock (it locked or
+    updated the job row) or inserted the job itself passes ``holds_job_lock`` and saves
+    the round trip.
     """
-    if not is_new_job:
+    # Pending ORM changes first (a new run the event names), as an ORM statement would.
+    session.flush()
+    if not holds_job_lock:
         # FOR NO KEY UPDATE: serialises event writers without blocking foreign-key checks.
         session.execute(select(Job.id).where(Job.id == job_id).with_for_update(key_share=True))
-    # An INSERT ... RETURNING, not a unit-of-work flush: the same row, half the work.
-    return session.scalars(
-        insert(JobEvent)
-        .values(
-            job_id=job_id,
-            run_id=run_id,
-            kind=kind,
-            from_state=from_state,
-            to_state=to_state,
-            data=data or {},
-        )
-        .returning(JobEvent)
-    ).one()
+    # A Core INSERT on the table: nobody reads the event back as an object, and the
+    # ORM's bulk-insert machinery cost more than the statement itself.
+    events = cast(Table, JobEvent.__table__)
+    return int(
+        session.execute(
+            insert(events)
+            .values(
+                job_id=job_id,
+                run_id=run_id,
+                kind=kind,
+                from_state=from_state,
+                to_state=to_state,
+                data=data or {},
+            )
+            .returning(events.c.id)
+        ).scalar_one()
+    )
 
 
 def transition_job(
@@ -66,8 +73,8 @@ def transition_job(
     data: dict[str, Any] | None = None,
     run_id: uuid.UUID | None = None,
     **changes: Any,
-) -> JobEvent:
-    """Move ``job`` to ``target``, apply ``changes`` and write the state event.
+) -> int:
+    """Move ``job`` to ``target``, apply ``changes``, write the state event; return its id.
 
     Raises ``InvalidTransition`` if the state machine forbids the move and
     ``ConcurrentChange`` if the row's state is no longer the one ``job`` holds.
@@ -100,6 +107,7 @@ def transition_job(
         run_id=run_id,
         from_state=current.value,
         to_state=target.value,
+        holds_job_lock=True,  # the UPDATE above locked the job's row
     )
 
 
@@ -110,12 +118,14 @@ def transition_run(
     *,
     lease_token: int | None = None,
     data: dict[str, Any] | None = None,
+    holds_job_lock: bool = False,
     **changes: Any,
-) -> JobEvent:
-    """Move ``run`` to ``target`` under its lease and write the event.
+) -> int:
+    """Move ``run`` to ``target`` under its lease, write the event; return its id.
 
     With ``lease_token`` the write only lands if the caller still holds the lease
-    (the fencing check); otherwise ``ConcurrentChange`` is raised.
+    (the fencing check); otherwise ``ConcurrentChange`` is raised. ``holds_job_lock``
+    as for ``record_event``.
     """
     current = RunState(run.state)
     check_run_transition(current, target)
@@ -134,12 +144,30 @@ def transition_run(
     )
     if result.one_or_none() is None:
         raise ConcurrentChange(f"run {run.id} changed state or lease under us")
+    return record_run_event(session, run, current, target, data, holds_job_lock=holds_job_lock)
+
+
+def record_run_event(
+    session: Session,
+    run: Run,
+    from_state: RunState,
+    to_state: RunState,
+    data: dict[str, Any] | None = None,
+    *,
+    holds_job_lock: bool = False,
+) -> int:
+    """Write the event of ``run`` moving between two states; return its id.
+
+    ``transition_run`` writes it with the change; a run inserted already past
+    ``pending`` writes it alone. ``holds_job_lock`` as for ``record_event``.
+    """
     return record_event(
         session,
         run.job_id,
         "run_state",
         {"attempt": run.attempt, **(data or {})},
         run_id=run.id,
-        from_state=current.value,
-        to_state=target.value,
+        from_state=from_state.value,
+        to_state=to_state.value,
+        holds_job_lock=holds_job_lock,
     )

@@ -43,6 +43,11 @@ def output_key(job_id: uuid.UUID, filename: str) -> str:
     return validate_key(f"outputs/{job_id}/{filename}")
 
 
-def log_key(job_id: uuid.UUID, attempt: int) -> str:
-    """Return the key of one attempt's full container log."""
-    return f"logs/{job_id}/{attempt}.log"
+def log_key(job_id: uuid.UUID, attempt: int, lease_token: int) -> str:
+    """Return the key of one attempt's full container log, as saved under ``lease_token``.
+
+    The token is in the key because the log is uploaded before the finishing transaction
+    checks the lease: a manager that lost the run writes beside the new owner's copy,
+    never over it, and only the owner's key is recorded on the run.
+    """
+    return f"logs/{job_id}/{attempt}-{lease_token}.log"
