@@ -29,11 +29,13 @@ from taskmanager.cli.batchviews import (
     print_plan,
     render_watch,
 )
-from taskmanager.cli.context import EXIT_JOBS_UNSUCCESSFUL, CliError
+from taskmanager.cli.context import EXIT_BATCH_PAUSED, EXIT_JOBS_UNSUCCESSFUL, CliError
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
 from taskmanager.manifest import Manifest, ManifestRow, ManifestUnreadable, read_manifest
 
 _TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
+# Jobs holding a container (or about to): while any remain, a paused batch still moves.
+_RUNNING = ("starting", "running")
 
 
 @dataclass
@@ -255,7 +257,12 @@ def submit(
 @pass_cli
 @handles_api_errors
 def watch(cli: Cli, batch_ref: str, interval: float) -> None:
-    """Follow BATCH live until every job ended: exit 0 if all succeeded, 4 if any did not."""
+    """Follow BATCH live until every job ended: exit 0 if all succeeded, 4 if any did not.
+
+    Exits 5 when the batch is paused (its budget spent) and nothing runs any more:
+    nothing will change until an operator raises the budget, and a script waiting on
+    watch should hear so rather than wait forever.
+    """
     state = WatchState(started=time.monotonic())
     with render_watch(cli.is_json) as show:
         while True:
@@ -266,7 +273,17 @@ def watch(cli: Cli, batch_ref: str, interval: float) -> None:
             counts = found["jobs_by_state"]
             if counts and all(s in _TERMINAL for s in counts):
                 break
+            if found["state"] == "paused" and not any(counts.get(s) for s in _RUNNING):
+                break
             time.sleep(interval)
+    if found["state"] == "paused" and not all(s in _TERMINAL for s in counts):
+        reason = found["paused_reason"] or "paused"
+        click.echo(
+            f"batch {found['name']} is paused ({reason}) with jobs still queued: raise its "
+            f"budget with `clipyard batch budget {found['name']} --set USD` to resume",
+            err=True,
+        )
+        sys.exit(EXIT_BATCH_PAUSED)
     bad = sum(n for s, n in counts.items() if s != "succeeded")
     if bad:
         sys.exit(EXIT_JOBS_UNSUCCESSFUL)

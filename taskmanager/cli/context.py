@@ -14,6 +14,8 @@ EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
 # Jobs ended, but not (all) with a video: batch watch, submit --wait.
 EXIT_JOBS_UNSUCCESSFUL = 4
+# batch watch: the batch is paused with nothing running; only an operator can go on.
+EXIT_BATCH_PAUSED = 5
 
 
 class CliError(click.ClickException):

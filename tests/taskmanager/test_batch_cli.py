@@ -27,12 +27,15 @@ from sqlalchemy import func, select
 from jobimages.builder import build_templates
 from jobimages.template import TemplateInfo
 from taskmanager.accounts import create_token, create_user
-from taskmanager.models import ApiToken, Batch, Job, Upload
+from taskmanager.batches import BatchRequest, create_batch
+from taskmanager.batchjobs import BatchRow, submit_rows
+from taskmanager.models import ApiToken, Batch, Job, Upload, User
 from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.templates import load_templates
 from tests.services import REPO_ROOT, run_api, wait_until
 from tests.taskmanager.conftest import WorkerPool, settings_env
+from tests.taskmanager.factories import make_owner_upload_template
 
 CLIPYARD = str(Path(sys.executable).parent / "clipyard")
 
@@ -248,3 +251,25 @@ def test_login_saves_a_private_token_and_logout_revokes_it(
     with runtime.sessions() as session:
         tokens = session.scalars(select(ApiToken).where(ApiToken.name.like("clipyard CLI%"))).all()
     assert [t.revoked_at is not None for t in tokens] == [True]
+
+
+def test_watch_exits_5_naming_the_fix_when_the_budget_paused_the_batch(
+    runtime: Runtime, operator_env: dict[str, str]
+) -> None:
+    """A paused batch with nothing running waits for an operator: watch says so and stops."""
+    with runtime.sessions.begin() as session:
+        _, upload = make_owner_upload_template(session, "paused")
+        operator = session.scalars(select(User).where(User.email == "ops@example.com")).one()
+        session.get_one(Upload, upload).owner_id = operator.id
+    batch = create_batch(runtime.sessions, runtime.settings, BatchRequest(
+        owner_id=operator.id, name="spent", budget_usd=Decimal("0.01"), max_concurrent=2,
+    ))  # fmt: skip
+    rows = [BatchRow(f"r{i}", "paused", upload, params={"fake": {"seconds": 1}}) for i in range(2)]
+    submit_rows(runtime.sessions, runtime.enqueuer, runtime.settings, batch.id, operator.id, rows)
+    with runtime.sessions.begin() as session:  # no managers here: pause it as admission would
+        found = session.get_one(Batch, batch.id)
+        found.state, found.paused_reason = "paused", "budget_exhausted"
+    watched = clipyard(operator_env, "batch", "watch", "spent", "--interval", "0.2")
+    assert watched.returncode == 5, watched.stdout[-2000:] + watched.stderr
+    assert "paused (budget_exhausted)" in watched.stderr
+    assert "clipyard batch budget spent --set USD" in watched.stderr
