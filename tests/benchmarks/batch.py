@@ -37,7 +37,7 @@ from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
 from taskmanager.worker import build_runtime
-from tests.benchmarks.common import emit, throwaway_services
+from tests.benchmarks.common import emit, throwaway_services, wait_for_managers
 from tests.taskmanager.conftest import settings_env
 from tests.taskmanager.factories import make_owner_upload_template
 
@@ -65,7 +65,9 @@ def _wait_finished(runtime: Runtime, batch_id: uuid.UUID, count: int, timeout_s:
     while _finished(runtime, batch_id) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"fewer than {count} jobs finished within {timeout_s} s")
-        time.sleep(0.05)
+        # Not much faster: this count is a query, and the benchmark should not compete
+        # for the CPU with what it measures. Throughput is timed to within 0.25 s of 60+.
+        time.sleep(0.25)
 
 
 def concurrency_ratio(spans: list[tuple[float, float]], cap: int) -> float:
@@ -109,7 +111,7 @@ def main() -> None:
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            time.sleep(3.0)  # let the managers connect before the clock starts
+            wait_for_managers(runtime.enqueuer.tiger, MANAGERS)  # type: ignore[attr-defined]
             batch = create_batch(runtime.sessions, settings, BatchRequest(
                 owner_id=owner, name="bench", budget_usd=Decimal(1000), max_concurrent=CAP,
             ))  # fmt: skip

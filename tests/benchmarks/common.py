@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tasktiger import TaskTiger
 
 from taskmanager.localservices import EmbeddedPostgres, EmbeddedRedis
 from taskmanager.migrate import upgrade_database
@@ -56,3 +59,18 @@ def throwaway_services() -> Iterator[Services]:
         finally:
             redis_server.stop()
             postgres.stop()
+
+
+def wait_for_managers(tiger: TaskTiger, count: int, timeout_s: float = 120) -> None:
+    """Block until ``count`` managers listen on TaskTiger's activity channel.
+
+    The clock starts on a warm pool, as in production, where managers are long-lived:
+    loading a pool of Python processes on two cores takes seconds that no job waits for
+    there. A fixed sleep was too short under load and made the first jobs wait.
+    """
+    channel = f"{tiger.config['REDIS_PREFIX']}:activity"
+    deadline = time.monotonic() + timeout_s
+    while dict(tiger.connection.pubsub_numsub(channel)).get(channel, 0) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {count} managers were listening after {timeout_s} s")
+        time.sleep(0.1)

@@ -30,7 +30,14 @@ from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
 from taskmanager.worker import build_runtime
-from tests.benchmarks.common import Services, emit, median, percentile, throwaway_services
+from tests.benchmarks.common import (
+    Services,
+    emit,
+    median,
+    percentile,
+    throwaway_services,
+    wait_for_managers,
+)
 from tests.taskmanager.factories import make_owner_upload_template
 
 JOBS = 200
@@ -219,7 +226,7 @@ def main() -> None:
             start_new_session=True,
         )  # fmt: skip
         try:
-            time.sleep(2.0)  # let the managers connect before the clock starts
+            wait_for_managers(runtime.enqueuer.tiger, CONCURRENCY)  # type: ignore[attr-defined]
             with ManagerSampler(workers.pid) as sampler:
                 started = time.monotonic()
                 job_ids = [_submit(runtime, owner, seconds=JOB_SECONDS) for _ in range(JOBS)]
