@@ -7,6 +7,7 @@ loopback port, never the machine's own services on 5432/6379.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -74,6 +75,26 @@ class ThrowawayDatabases:
         self.server.stop()
 
 
+def stop_process(
+    process: subprocess.Popen[bytes], sig: int, timeout_s: float, *, is_group: bool = False
+) -> None:
+    """Send ``sig`` to ``process`` (or its group) and wait; after ``timeout_s``, SIGKILL."""
+
+    def send(number: int) -> None:
+        if is_group:
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
+
+    if process.poll() is None:
+        send(sig)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
+
+
 def free_port() -> int:
     """Return a loopback TCP port that nothing listens on right now."""
     with socket.socket() as probe:
@@ -135,20 +156,14 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
         wait_until(is_listening, 60, "Azurite listening")
         yield Azurite(blob_endpoint=f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")
     finally:
-        process.terminate()
-        try:
-            # In-memory and throwaway: no reason to wait long for a graceful close.
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        # In-memory and throwaway: no reason to wait long for a graceful close.
+        stop_process(process, signal.SIGTERM, 3)
         log.close()
 
 
 @contextmanager
 def run_api(env: dict[str, str], log: Path, *, threads: int = 8) -> Iterator[str]:
     """Run the API under gunicorn (``python -m backend``) on a free port; yield its URL."""
-    import signal
     import sys
     import urllib.request
 
@@ -175,10 +190,4 @@ def run_api(env: dict[str, str], log: Path, *, threads: int = 8) -> Iterator[str
         wait_until(is_up, 60, "the API answering /healthz", interval_s=0.1)
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, signal.SIGTERM, 20, is_group=True)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from jobimages.builder import build_templates
 from taskmanager.cli.up import DEMO_CREDENTIALS_FILE
-from tests.services import free_port, wait_until
+from tests.services import free_port, stop_process, wait_until
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
@@ -59,12 +59,7 @@ def demo(workdir: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.P
         wait_until(is_ready, START_TIMEOUT_S, "clipyard up answering /readyz", interval_s=0.5)
         yield process
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGINT, 90)
         log.close()
 
 
