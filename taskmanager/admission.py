@@ -137,32 +137,31 @@ def _admit_to_batch(
     return Admission(is_admitted=True, reserved_usd=estimate)
 
 
-def live_batch_runs(session: Session, batch_id: uuid.UUID) -> int:
-    """Count the batch's attempts that hold a container slot right now."""
-    return session.execute(
-        select(func.count())
-        .select_from(Run)
-        .join(Job, Job.id == Run.job_id)
-        .where(Job.batch_id == batch_id, Run.state.in_(LIVE_RUN_STATES))
-    ).scalar_one()
-
-
 def waiting_batch_jobs(session: Session, batch_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
     """Return (id, max_runtime_s) of the queued jobs next in line for a free batch slot.
 
     As many as the batch has free slots, oldest first; none unless the batch is open.
+    One statement (the free slots are its LIMIT): finishing runs it while every other
+    manager of the batch waits for the batch row it holds.
     """
-    batch = session.get(Batch, batch_id)
-    if batch is None or batch.state != "open":
-        return []
-    free = batch.max_concurrent - live_batch_runs(session, batch_id)
-    if free <= 0:
-        return []
+    live_in_batch = (
+        select(func.count())
+        .select_from(Run)
+        .join(Job, Job.id == Run.job_id)
+        .where(Job.batch_id == batch_id, Run.state.in_(LIVE_RUN_STATES))
+        .scalar_subquery()
+    )
+    free_slots = (
+        select(Batch.max_concurrent - live_in_batch)
+        .where(Batch.id == batch_id, Batch.state == "open")
+        .scalar_subquery()
+    )
     rows = session.execute(
         select(Job.id, Job.max_runtime_s)
         .where(Job.batch_id == batch_id, Job.state == "queued")
         .order_by(Job.created_at, Job.id)
-        .limit(free)
+        # No such batch, or not open: NULL, so no rows; never a negative LIMIT.
+        .limit(func.greatest(0, func.coalesce(free_slots, 0)))
     ).all()
     return [(job_id, max_runtime) for job_id, max_runtime in rows]
 

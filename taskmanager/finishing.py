@@ -226,9 +226,14 @@ def finish_attempt(
     retry_delay: float | None = None
     try:
         with rt.sessions.begin() as session:
-            job = session.get_one(Job, ref.job_id, with_for_update=True)
-            run = session.get_one(Run, ref.run_id)
-            db_now = session.execute(select(func.now())).scalar_one()
+            # One round trip: the job (locked first, as every writer of it does), its
+            # run and the database's clock.
+            job, run, db_now = session.execute(
+                select(Job, Run, func.now())
+                .join(Run, Run.job_id == Job.id)
+                .where(Job.id == ref.job_id, Run.id == ref.run_id)
+                .with_for_update(of=Job)
+            ).one()
             billed = _billed_seconds(outcome, run, db_now)
             cost = container_cost(
                 PriceTable.from_settings(settings), billed, run.cpu, run.memory_gb,

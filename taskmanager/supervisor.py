@@ -56,6 +56,8 @@ class _Attempt:
     token: int | None = None
     # Set with token: the spec to launch, the run already marked launching.
     spec: ContainerSpec | None = None
+    # Set with token: the job's deadline, so watching a fresh run needs no read first.
+    max_runtime_s: int | None = None
 
     @property
     def run_id(self) -> uuid.UUID:
@@ -118,10 +120,19 @@ class Supervisor:
     def _prepare(self, job_id: uuid.UUID) -> _Attempt | None:
         """Create the next attempt (if admitted) or find the current one, in one transaction."""
         with self.rt.sessions.begin() as session:
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None:
+            # One round trip: the job, locked, with what starting an attempt needs (the
+            # template and upload are read before admission's lock is taken).
+            found = session.execute(
+                select(Job, Template, Upload)
+                .join(Template, Template.id == Job.template_id)
+                .join(Upload, Upload.id == Job.upload_id)
+                .where(Job.id == job_id)
+                .with_for_update(of=Job)
+            ).one_or_none()
+            if found is None:
                 log.warning("no such job", job_id=str(job_id))
                 return None
+            job, template, upload = found
             state = job.job_state
             if state is JobState.RETRY_WAIT:
                 if not self._is_due(session, job):
@@ -129,7 +140,7 @@ class Supervisor:
                 transition_job(session, job, JobState.QUEUED, reason="backoff over")
                 state = JobState.QUEUED
             if state is JobState.QUEUED:
-                return self._start_attempt(session, job)
+                return self._start_attempt(session, job, template, upload)
             if state in (JobState.STARTING, JobState.RUNNING):
                 run = session.scalars(
                     select(Run).where(Run.job_id == job.id, Run.attempt == job.attempt)
@@ -151,12 +162,12 @@ class Supervisor:
         )
         return False
 
-    def _start_attempt(self, session: Session, job: Job) -> _Attempt | None:
+    def _start_attempt(
+        self, session: Session, job: Job, template: Template, upload: Upload
+    ) -> _Attempt | None:
         if job.cancel_requested:
             transition_job(session, job, JobState.CANCELLED, reason="cancelled while queued")
             return None
-        template = session.get_one(Template, job.template_id)
-        upload = session.get_one(Upload, job.upload_id)  # read before admission's lock
         admission = admit(session, job, template, self.rt.settings)
         if not admission.is_admitted:
             self._note_refusal(session, job, admission.reason or "refused")
@@ -215,7 +226,7 @@ class Supervisor:
             record_run_event(
                 session, run, RunState.PENDING, RunState.LAUNCHING, holds_job_lock=True
             )
-        return _Attempt(_ref(run), token=1, spec=spec)
+        return _Attempt(_ref(run), token=1, spec=spec, max_runtime_s=job.max_runtime_s)
 
     def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
         """Record why the job waits, once per reason (not on every re-check)."""
@@ -298,11 +309,15 @@ class Supervisor:
         """Watch until the container ends or must be ended; None when handed over."""
         settings = self.rt.settings
         tracker = container_log.tracker
-        with self.rt.sessions() as session:
-            run = session.get_one(Run, attempt.run_id)
-            job = session.get_one(Job, run.job_id)
-            max_runtime = timedelta(seconds=job.max_runtime_s)
-            started_at = run.started_at
+        started_at: datetime | None = None  # a run this manager just created has not started
+        if attempt.max_runtime_s is not None:
+            max_runtime = timedelta(seconds=attempt.max_runtime_s)
+        else:  # adopted: it may have started long ago
+            with self.rt.sessions() as session:
+                run = session.get_one(Run, attempt.run_id)
+                job = session.get_one(Job, run.job_id)
+                max_runtime = timedelta(seconds=job.max_runtime_s)
+                started_at = run.started_at
         while True:
             if self.rt.shutdown.is_set():
                 self._hand_over(attempt, token, bound)
@@ -398,8 +413,12 @@ class Supervisor:
 
         The job's row is locked first, so the run's events need no lock of their own.
         """
-        job = session.get_one(Job, attempt.ref.job_id, with_for_update=True)
-        run = session.get_one(Run, attempt.run_id)
+        job, run = session.execute(
+            select(Job, Run)
+            .join(Run, Run.job_id == Job.id)
+            .where(Job.id == attempt.ref.job_id, Run.id == attempt.run_id)
+            .with_for_update(of=Job)
+        ).one()
         if run.run_state in (RunState.PENDING, RunState.LAUNCHING):
             if run.run_state is RunState.PENDING:
                 transition_run(

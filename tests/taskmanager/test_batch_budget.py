@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from taskmanager.admission import waiting_batch_jobs
 from taskmanager.batches import BatchRequest, create_batch, get_batch, set_budget
 from taskmanager.batchjobs import BatchRow, submit_rows
 from taskmanager.cost import PriceTable, container_cost
@@ -21,6 +22,7 @@ from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from tests.services import wait_until
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, wait_for_job
+from tests.taskmanager.factories import make_run
 
 # 1 vCPU and 16 GB make a second cost about $0.000031: big enough for micro-dollar money.
 CPU, MEMORY = Decimal(1), Decimal(16)
@@ -161,3 +163,38 @@ def test_max_concurrent_holds_while_interactive_jobs_run(
         alive += step
         most = max(most, alive)
     assert most == 3
+
+
+def test_the_next_jobs_woken_fill_the_free_slots_oldest_first(
+    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    """One statement picks the wake-ups: as many queued jobs as free slots, none if closed."""
+    batch_id = _submit(runtime, owner_and_upload, Decimal(1), count=5, max_concurrent=3)
+
+    def start(job: Job) -> None:  # as admission leaves it: a live run, the job starting
+        make_run(session, job)
+        job.state = "starting"
+        session.flush()
+
+    def woken() -> list[uuid.UUID]:
+        return [job_id for job_id, _ in waiting_batch_jobs(session, batch_id)]
+
+    with runtime.sessions.begin() as session:
+        jobs = list(
+            session.scalars(
+                select(Job).where(Job.batch_id == batch_id).order_by(Job.created_at, Job.id)
+            )
+        )
+        start(jobs[0])
+        assert woken() == [jobs[1].id, jobs[2].id]
+        start(jobs[1])
+        start(jobs[2])
+        assert woken() == []  # full: no wake-up, and never a negative LIMIT
+        batch = session.get_one(Batch, batch_id)
+        batch.max_concurrent = 5
+        session.flush()
+        assert woken() == [jobs[3].id, jobs[4].id]
+        batch.state = "paused"
+        session.flush()
+        assert woken() == []
+        assert waiting_batch_jobs(session, uuid.uuid4()) == []
