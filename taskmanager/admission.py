@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.cost import estimate_job_cost
@@ -46,6 +46,45 @@ class Admission:
     reserved_usd: Decimal = Decimal(0)
 
 
+# Built once (as the transitions' statements are): admission runs them for every attempt,
+# under the global admission lock.
+_TAKE_ADMISSION_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_LOCK_BATCH = select(Batch).where(Batch.id == bindparam("batch_id")).with_for_update()
+_LIVE_RUNS = Run.state.in_(LIVE_RUN_STATES)
+# The global caps and the batch's own in one query: live runs, their CPUs, and how many
+# of them are the batch's (none without a batch: NULL matches no row).
+_COUNT_LIVE_RUNS = (
+    select(
+        func.count(),
+        func.coalesce(func.sum(Run.cpu), 0),
+        func.count().filter(Job.batch_id == bindparam("batch_id")),
+    )
+    .select_from(Run)
+    .join(Job, Job.id == Run.job_id)
+    .where(_LIVE_RUNS)
+)
+_LIVE_IN_BATCH = (
+    select(func.count())
+    .select_from(Run)
+    .join(Job, Job.id == Run.job_id)
+    .where(Job.batch_id == bindparam("batch_id"), _LIVE_RUNS)
+    .scalar_subquery()
+)
+_FREE_SLOTS = (
+    select(Batch.max_concurrent - _LIVE_IN_BATCH)
+    .where(Batch.id == bindparam("batch_id"), Batch.state == "open")
+    .scalar_subquery()
+)
+# The batch's queued jobs, oldest first, as many as it has free slots (the LIMIT): no
+# such batch, or not open, is NULL, so no rows; never a negative LIMIT.
+_NEXT_IN_BATCH = (
+    select(Job.id, Job.max_runtime_s)
+    .where(Job.batch_id == bindparam("batch_id"), Job.state == "queued")
+    .order_by(Job.created_at, Job.id)
+    .limit(func.greatest(0, func.coalesce(_FREE_SLOTS, 0)))
+)
+
+
 def _refuse(reason: str, retry_after_s: float | None) -> Admission:
     return Admission(is_admitted=False, reason=reason, retry_after_s=retry_after_s)
 
@@ -55,24 +94,15 @@ def admit(session: Session, job: Job, template: Template, settings: Settings) ->
 
     Must run inside the transaction that then creates the run.
     """
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
+    session.execute(_TAKE_ADMISSION_LOCK, {"key": ADMISSION_LOCK_KEY})
     # The batch's row before its runs are counted: a run counted live here has not been
     # settled yet (settling writes this row), so its settle comes after this transaction
     # and clears a budget_wait this one may set.
     batch = None
     if job.batch_id is not None:
-        batch = session.get_one(Batch, job.batch_id, with_for_update=True)
-    # One query for the global caps and the batch's own: live runs, their CPUs, and
-    # how many of them are this job's batch's.
+        batch = session.execute(_LOCK_BATCH, {"batch_id": job.batch_id}).scalar_one()
     live, live_cpu, live_in_batch = session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(Run.cpu), 0),
-            func.count().filter(Job.batch_id == job.batch_id),
-        )
-        .select_from(Run)
-        .join(Job, Job.id == Run.job_id)
-        .where(Run.state.in_(LIVE_RUN_STATES))
+        _COUNT_LIVE_RUNS, {"batch_id": job.batch_id}
     ).one()
     retry = settings.admission_retry_s
     if live >= settings.max_concurrent_containers:
@@ -144,25 +174,7 @@ def waiting_batch_jobs(session: Session, batch_id: uuid.UUID) -> list[tuple[uuid
     One statement (the free slots are its LIMIT): finishing runs it while every other
     manager of the batch waits for the batch row it holds.
     """
-    live_in_batch = (
-        select(func.count())
-        .select_from(Run)
-        .join(Job, Job.id == Run.job_id)
-        .where(Job.batch_id == batch_id, Run.state.in_(LIVE_RUN_STATES))
-        .scalar_subquery()
-    )
-    free_slots = (
-        select(Batch.max_concurrent - live_in_batch)
-        .where(Batch.id == batch_id, Batch.state == "open")
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(Job.id, Job.max_runtime_s)
-        .where(Job.batch_id == batch_id, Job.state == "queued")
-        .order_by(Job.created_at, Job.id)
-        # No such batch, or not open: NULL, so no rows; never a negative LIMIT.
-        .limit(func.greatest(0, func.coalesce(free_slots, 0)))
-    ).all()
+    rows = session.execute(_NEXT_IN_BATCH, {"batch_id": batch_id}).all()
     return [(job_id, max_runtime) for job_id, max_runtime in rows]
 
 

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taskmanager.admission import settle_batch, waiting_batch_jobs, wake_jobs
@@ -25,6 +24,7 @@ from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
 from taskmanager.transitions import (
     ConcurrentChange,
+    lock_job_and_run,
     record_event,
     transition_job,
     transition_run,
@@ -226,14 +226,7 @@ def finish_attempt(
     retry_delay: float | None = None
     try:
         with rt.sessions.begin() as session:
-            # One round trip: the job (locked first, as every writer of it does), its
-            # run and the database's clock.
-            job, run, db_now = session.execute(
-                select(Job, Run, func.now())
-                .join(Run, Run.job_id == Job.id)
-                .where(Job.id == ref.job_id, Run.id == ref.run_id)
-                .with_for_update(of=Job)
-            ).one()
+            job, run, db_now = lock_job_and_run(session, ref.job_id, ref.run_id)
             billed = _billed_seconds(outcome, run, db_now)
             cost = container_cost(
                 PriceTable.from_settings(settings), billed, run.cpu, run.memory_gb,

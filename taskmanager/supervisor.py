@@ -8,6 +8,7 @@ every write, so a manager that lost its lease changes nothing.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from taskmanager.runtime import Runtime
 from taskmanager.states import JobState, RunState
 from taskmanager.transitions import (
     ConcurrentChange,
+    lock_job_and_run,
     record_event,
     record_run_event,
     transition_job,
@@ -47,6 +49,18 @@ T = TypeVar("T")
 
 # How long to wait before retrying the database after it failed to answer.
 _DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+# A lease written this recently (the run was created with it) needs no renewal while
+# its container has not even started: the first look after a launch saves a transaction.
+_FRESH_LEASE_S = 1.0
+# The job, locked, with what starting an attempt needs, in one round trip (template and
+# upload are read before admission's lock is taken). Built once, like the transitions'.
+_LOCK_JOB_FOR_ATTEMPT = (
+    select(Job, Template, Upload)
+    .join(Template, Template.id == Job.template_id)
+    .join(Upload, Upload.id == Job.upload_id)
+    .where(Job.id == bindparam("job_id"))
+    .with_for_update(of=Job)
+)
 
 
 @dataclass(frozen=True)
@@ -120,15 +134,7 @@ class Supervisor:
     def _prepare(self, job_id: uuid.UUID) -> _Attempt | None:
         """Create the next attempt (if admitted) or find the current one, in one transaction."""
         with self.rt.sessions.begin() as session:
-            # One round trip: the job, locked, with what starting an attempt needs (the
-            # template and upload are read before admission's lock is taken).
-            found = session.execute(
-                select(Job, Template, Upload)
-                .join(Template, Template.id == Job.template_id)
-                .join(Upload, Upload.id == Job.upload_id)
-                .where(Job.id == job_id)
-                .with_for_update(of=Job)
-            ).one_or_none()
+            found = session.execute(_LOCK_JOB_FOR_ATTEMPT, {"job_id": job_id}).one_or_none()
             if found is None:
                 log.warning("no such job", job_id=str(job_id))
                 return None
@@ -310,8 +316,10 @@ class Supervisor:
         settings = self.rt.settings
         tracker = container_log.tracker
         started_at: datetime | None = None  # a run this manager just created has not started
+        fresh_lease_until = 0.0
         if attempt.max_runtime_s is not None:
             max_runtime = timedelta(seconds=attempt.max_runtime_s)
+            fresh_lease_until = time.monotonic() + _FRESH_LEASE_S
         else:  # adopted: it may have started long ago
             with self.rt.sessions() as session:
                 run = session.get_one(Run, attempt.run_id)
@@ -333,6 +341,11 @@ class Supervisor:
             is_starting = (
                 status is not None and status.state is ContainerState.RUNNING and started_at is None
             )
+            is_pending = status is not None and status.state is ContainerState.PENDING
+            if is_pending and time.monotonic() < fresh_lease_until:
+                # Nothing to record, and no deadline runs yet; a cancel is seen next look.
+                self.rt.backend.wait(attempt.name, settings.poll_interval_s)
+                continue
             beat = self._heartbeat(attempt, token, tracker, status if is_starting else None)
             if is_starting and beat is not None and status is not None:
                 started_at = status.started_at or beat.db_now
@@ -413,12 +426,7 @@ class Supervisor:
 
         The job's row is locked first, so the run's events need no lock of their own.
         """
-        job, run = session.execute(
-            select(Job, Run)
-            .join(Run, Run.job_id == Job.id)
-            .where(Job.id == attempt.ref.job_id, Run.id == attempt.run_id)
-            .with_for_update(of=Job)
-        ).one()
+        job, run, _ = lock_job_and_run(session, attempt.ref.job_id, attempt.run_id)
         if run.run_state in (RunState.PENDING, RunState.LAUNCHING):
             if run.run_state is RunState.PENDING:
                 transition_run(

@@ -8,9 +8,10 @@ rolled back by the caller.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from taskmanager.models import Job, JobEvent, Run
@@ -19,6 +20,37 @@ from taskmanager.states import JobState, RunState, check_job_transition, check_r
 
 class ConcurrentChange(Exception):
     """Someone else changed the row first; re-read it and decide again."""
+
+
+# The statements every attempt runs, built once: building one per call (coercing its
+# parts, then hashing it into a cache key) cost more Python time than executing it.
+_EVENTS = cast(Table, JobEvent.__table__)
+# FOR NO KEY UPDATE: serialises event writers without blocking foreign-key checks.
+_LOCK_FOR_EVENT = (
+    select(Job.id).where(Job.id == bindparam("job_id")).with_for_update(key_share=True)
+)
+# A Core INSERT on the table: nobody reads the event back as an object, and the ORM's
+# bulk-insert machinery cost more than the statement itself.
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_LOCK_JOB_AND_RUN = (
+    select(Job, Run, func.now())
+    .join(Run, Run.job_id == Job.id)
+    .where(Job.id == bindparam("job_id"), Run.id == bindparam("run_id"))
+    .with_for_update(of=Job)
+)
+
+
+def lock_job_and_run(
+    session: Session, job_id: uuid.UUID, run_id: uuid.UUID
+) -> tuple[Job, Run, datetime]:
+    """Lock the job's row (first, as every writer of a job does) and read it with its run.
+
+    One round trip for the job, the run and the database's clock.
+    """
+    job, run, db_now = session.execute(
+        _LOCK_JOB_AND_RUN, {"job_id": job_id, "run_id": run_id}
+    ).one()
+    return job, run, db_now
 
 
 def record_event(
@@ -43,23 +75,18 @@ def record_event(
     # Pending ORM changes first (a new run the event names), as an ORM statement would.
     session.flush()
     if not holds_job_lock:
-        # FOR NO KEY UPDATE: serialises event writers without blocking foreign-key checks.
-        session.execute(select(Job.id).where(Job.id == job_id).with_for_update(key_share=True))
-    # A Core INSERT on the table: nobody reads the event back as an object, and the
-    # ORM's bulk-insert machinery cost more than the statement itself.
-    events = cast(Table, JobEvent.__table__)
+        session.execute(_LOCK_FOR_EVENT, {"job_id": job_id})
     return int(
         session.execute(
-            insert(events)
-            .values(
-                job_id=job_id,
-                run_id=run_id,
-                kind=kind,
-                from_state=from_state,
-                to_state=to_state,
-                data=data or {},
-            )
-            .returning(events.c.id)
+            _INSERT_EVENT,
+            {
+                "job_id": job_id,
+                "run_id": run_id,
+                "kind": kind,
+                "from_state": from_state,
+                "to_state": to_state,
+                "data": data or {},
+            },
         ).scalar_one()
     )
 
