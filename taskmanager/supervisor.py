@@ -49,8 +49,9 @@ T = TypeVar("T")
 
 # How long to wait before retrying the database after it failed to answer.
 _DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
-# A lease written this recently (the run was created with it) needs no renewal while
-# its container has not even started: the first look after a launch saves a transaction.
+# A lease written this recently (the run was created with it; never more than a quarter
+# of its TTL) needs no renewal while its container has not even started: the first look
+# after a launch saves a transaction.
 _FRESH_LEASE_S = 1.0
 # The job, locked, with what starting an attempt needs, in one round trip (template and
 # upload are read before admission's lock is taken). Built once, like the transitions'.
@@ -72,6 +73,8 @@ class _Attempt:
     spec: ContainerSpec | None = None
     # Set with token: the job's deadline, so watching a fresh run needs no read first.
     max_runtime_s: int | None = None
+    # Set with token: when (monotonic) the transaction that wrote the lease began.
+    lease_written_at: float | None = None
 
     @property
     def run_id(self) -> uuid.UUID:
@@ -133,6 +136,7 @@ class Supervisor:
 
     def _prepare(self, job_id: uuid.UUID) -> _Attempt | None:
         """Create the next attempt (if admitted) or find the current one, in one transaction."""
+        began = time.monotonic()  # no later than the new run's lease (its heartbeat_at)
         with self.rt.sessions.begin() as session:
             found = session.execute(_LOCK_JOB_FOR_ATTEMPT, {"job_id": job_id}).one_or_none()
             if found is None:
@@ -146,7 +150,7 @@ class Supervisor:
                 transition_job(session, job, JobState.QUEUED, reason="backoff over")
                 state = JobState.QUEUED
             if state is JobState.QUEUED:
-                return self._start_attempt(session, job, template, upload)
+                return self._start_attempt(session, job, template, upload, began)
             if state in (JobState.STARTING, JobState.RUNNING):
                 run = session.scalars(
                     select(Run).where(Run.job_id == job.id, Run.attempt == job.attempt)
@@ -169,7 +173,7 @@ class Supervisor:
         return False
 
     def _start_attempt(
-        self, session: Session, job: Job, template: Template, upload: Upload
+        self, session: Session, job: Job, template: Template, upload: Upload, began: float
     ) -> _Attempt | None:
         if job.cancel_requested:
             transition_job(session, job, JobState.CANCELLED, reason="cancelled while queued")
@@ -232,7 +236,9 @@ class Supervisor:
             record_run_event(
                 session, run, RunState.PENDING, RunState.LAUNCHING, holds_job_lock=True
             )
-        return _Attempt(_ref(run), token=1, spec=spec, max_runtime_s=job.max_runtime_s)
+        return _Attempt(
+            _ref(run), token=1, spec=spec, max_runtime_s=job.max_runtime_s, lease_written_at=began
+        )
 
     def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
         """Record why the job waits, once per reason (not on every re-check)."""
@@ -317,9 +323,12 @@ class Supervisor:
         tracker = container_log.tracker
         started_at: datetime | None = None  # a run this manager just created has not started
         fresh_lease_until = 0.0
+        if attempt.lease_written_at is not None:
+            # Well inside the lease's TTL whatever it is configured to.
+            fresh_for = min(_FRESH_LEASE_S, settings.lease_ttl_s / 4)
+            fresh_lease_until = attempt.lease_written_at + fresh_for
         if attempt.max_runtime_s is not None:
             max_runtime = timedelta(seconds=attempt.max_runtime_s)
-            fresh_lease_until = time.monotonic() + _FRESH_LEASE_S
         else:  # adopted: it may have started long ago
             with self.rt.sessions() as session:
                 run = session.get_one(Run, attempt.run_id)
