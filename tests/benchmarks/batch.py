@@ -38,6 +38,7 @@ from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
 from taskmanager.worker import build_runtime
 from tests.benchmarks.common import emit, throwaway_services, wait_for_managers
+from tests.services import wait_until
 from tests.taskmanager.conftest import settings_env
 from tests.taskmanager.factories import make_owner_upload_template
 
@@ -61,13 +62,11 @@ def _finished(runtime: Runtime, batch_id: uuid.UUID) -> int:
 
 
 def _wait_finished(runtime: Runtime, batch_id: uuid.UUID, count: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while _finished(runtime, batch_id) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {count} jobs finished within {timeout_s} s")
-        # Not much faster: this count is a query, and the benchmark should not compete
-        # for the CPU with what it measures. Throughput is timed to within 0.25 s of 60+.
-        time.sleep(0.25)
+    # Not much faster: this count is a query, and the benchmark should not compete for
+    # the CPU with what it measures. Throughput is timed to within 0.25 s of 60+.
+    wait_until(
+        lambda: _finished(runtime, batch_id) >= count, timeout_s, f"{count} jobs finished", 0.25
+    )
 
 
 def concurrency_ratio(spans: list[tuple[float, float]], cap: int) -> float:

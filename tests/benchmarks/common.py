@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from tasktiger import TaskTiger
 
 from taskmanager.localservices import EmbeddedPostgres, EmbeddedRedis
 from taskmanager.migrate import upgrade_database
+from tests.services import wait_until
 
 
 def emit(metric: str, value: float, unit: str, goal: str = "") -> None:
@@ -69,8 +69,8 @@ def wait_for_managers(tiger: TaskTiger, count: int, timeout_s: float = 120) -> N
     there. A fixed sleep was too short under load and made the first jobs wait.
     """
     channel = f"{tiger.config['REDIS_PREFIX']}:activity"
-    deadline = time.monotonic() + timeout_s
-    while dict(tiger.connection.pubsub_numsub(channel)).get(channel, 0) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {count} managers were listening after {timeout_s} s")
-        time.sleep(0.1)
+
+    def listening() -> int:
+        return int(dict(tiger.connection.pubsub_numsub(channel)).get(channel, 0))
+
+    wait_until(lambda: listening() >= count, timeout_s, f"{count} managers listening", 0.1)
