@@ -403,7 +403,8 @@ class Supervisor:
         """Renew the lease, store new progress and, given ``started``, record the start.
 
         One transaction whatever it carries, on every step but the one that finds the
-        container ended (finishing writes next). None if the database is unreachable.
+        container ended (finishing writes next) and those before a fresh run's container
+        starts (``_FRESH_LEASE_S``). None if the database is unreachable.
         """
         try:
             with self.rt.sessions.begin() as session:
