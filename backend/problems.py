@@ -20,7 +20,7 @@ from taskmanager.accounts import (
     InvalidCredentials,
     TokenNotFound,
 )
-from taskmanager.batches import BatchNameTaken, BatchNotFound, BatchStateConflict
+from taskmanager.batches.service import BatchNameTaken, BatchNotFound, BatchStateConflict
 from taskmanager.jobs import IdempotencyKeyReused, InvalidJobRequest, JobNotFound, JobStateConflict
 from taskmanager.storage.base import BlobNotFound, StorageUnavailable
 from taskmanager.templates import TemplateNotFound

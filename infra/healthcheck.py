@@ -4,7 +4,7 @@
 ``clipyard-healthcheck http URL``: healthy when URL answers 2xx within the timeout
 (``/healthz`` for liveness, ``/readyz`` for database, Redis and storage).
 ``clipyard-healthcheck managers``: healthy when at least one task manager
-(``python -m taskmanager.worker``, started by ``clipyard worker``) is alive here.
+(``python -m taskmanager.supervision.worker``, started by ``clipyard worker``) is alive here.
 
 Standard library only: the slim images carry neither curl nor procps.
 """
@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-_MANAGER_MARK = b"taskmanager.worker"
+_MANAGER_MARK = b"taskmanager.supervision.worker"
 
 
 def is_url_healthy(url: str, timeout_s: float = 4.0) -> bool:

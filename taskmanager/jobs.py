@@ -19,9 +19,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.models import Batch, Job, JobEvent, Template, Upload
-from taskmanager.runtime import Enqueuer
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES, JobState
+from taskmanager.supervision.runtime import Enqueuer
 from taskmanager.transitions import record_event, transition_job
 
 log = structlog.get_logger(__name__)

@@ -63,7 +63,7 @@ class TaskTigerEnqueuer:
     def _task(
         self, job_id: uuid.UUID, queue: str, hard_timeout_s: float, wake_key: str | None = None
     ) -> Task:
-        from taskmanager.tasks import supervise
+        from taskmanager.supervision.tasks import supervise
 
         # Unique: one entry per job and wake key however often it is woken; the id is
         # derived from the function and its arguments, so it can be looked up (is_queued).

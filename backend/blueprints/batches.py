@@ -26,8 +26,14 @@ from backend.schemas import (
     RowResultOut,
 )
 from backend.services import services
-from taskmanager.batches import BatchRequest, create_batch, get_batch, list_batches, set_budget
-from taskmanager.batchjobs import BatchRow, cancel_batch, report_rows, retry_failed, submit_rows
+from taskmanager.batches.jobs import BatchRow, cancel_batch, report_rows, retry_failed, submit_rows
+from taskmanager.batches.service import (
+    BatchRequest,
+    create_batch,
+    get_batch,
+    list_batches,
+    set_budget,
+)
 from taskmanager.cost import GroupEstimate, PlanEstimate, PlanGroup, estimate_plan
 from taskmanager.jobs import InvalidJobRequest
 

@@ -30,8 +30,8 @@ from taskmanager.backends.base import (
     ContainerStatus,
 )
 from taskmanager.backends.ratelimit import RateLimited, SharedRateLimiter
-from taskmanager.containerspec import APP_TAG
 from taskmanager.settings import Settings
+from taskmanager.supervision.containerspec import APP_TAG
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import click
 
-from taskmanager.apiclient import ApiClient, ApiError, file_sha256
+from taskmanager.batches.manifest import Manifest, ManifestRow, ManifestUnreadable, read_manifest
+from taskmanager.cli.apiclient import ApiClient, ApiError, file_sha256
 from taskmanager.cli.batchviews import (
     WatchState,
     make_progress,
@@ -31,7 +32,6 @@ from taskmanager.cli.batchviews import (
 )
 from taskmanager.cli.context import EXIT_BATCH_PAUSED, EXIT_JOBS_UNSUCCESSFUL, CliError
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
-from taskmanager.manifest import Manifest, ManifestRow, ManifestUnreadable, read_manifest
 
 _TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
 # Jobs holding a container (or about to): while any remain, a paused batch still moves.

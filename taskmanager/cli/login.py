@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 import requests
 
-from taskmanager.apiclient import (
+from taskmanager.cli.apiclient import (
     ApiClient,
     ApiError,
     Credentials,

@@ -15,10 +15,10 @@ import click
 import requests
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from taskmanager.apiclient import ApiClient
+from taskmanager.batches.manifest import parse_crop
+from taskmanager.cli.apiclient import ApiClient
 from taskmanager.cli.context import EXIT_JOBS_UNSUCCESSFUL, CliError, fail_unavailable
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
-from taskmanager.manifest import parse_crop
 from taskmanager.states import TERMINAL_JOB_STATES
 
 _POLL_S = 0.5

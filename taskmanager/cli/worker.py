@@ -20,9 +20,9 @@ import click
 import structlog
 
 from taskmanager.cli.context import CliError, load_settings
-from taskmanager.reconciler import reconcile
 from taskmanager.settings import Settings
-from taskmanager.worker import build_runtime
+from taskmanager.supervision.reconciler import reconcile
+from taskmanager.supervision.worker import build_runtime
 
 log = structlog.get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 60.0
@@ -30,7 +30,7 @@ _SHUTDOWN_TIMEOUT_S = 60.0
 
 def _start_manager(queues: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "taskmanager.worker", "--queues", queues],
+        [sys.executable, "-m", "taskmanager.supervision.worker", "--queues", queues],
         start_new_session=True,
     )
 

@@ -29,14 +29,14 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from taskmanager.batches import BatchRequest, create_batch
-from taskmanager.batchjobs import BatchRow, submit_rows
+from taskmanager.batches.jobs import BatchRow, submit_rows
+from taskmanager.batches.service import BatchRequest, create_batch
 from taskmanager.cost import PlanGroup, estimate_plan
 from taskmanager.models import Job, Run
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
-from taskmanager.worker import build_runtime
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.worker import build_runtime
 from tests.benchmarks.common import emit, throwaway_services, wait_for_managers
 from tests.services import wait_until
 from tests.taskmanager.conftest import settings_env

@@ -26,10 +26,10 @@ from sqlalchemy import select
 from taskmanager.backends.local import default_images
 from taskmanager.jobs import JobRequest, submit_job
 from taskmanager.models import Job, JobEvent, Run
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
-from taskmanager.worker import build_runtime
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.worker import build_runtime
 from tests.benchmarks.common import (
     Services,
     emit,
@@ -114,7 +114,11 @@ class ManagerSampler:
         self.cpu_s = 0.0
 
     def _managers(self) -> list[psutil.Process]:
-        return [p for p in self.root.children() if "taskmanager.worker" in " ".join(p.cmdline())]
+        return [
+            p
+            for p in self.root.children()
+            if "taskmanager.supervision.worker" in " ".join(p.cmdline())
+        ]
 
     def _cpu(self) -> float:
         return sum(sum(p.cpu_times()[:2]) for p in self._managers())

@@ -136,7 +136,7 @@ class Stack:
             with contextlib.suppress(psutil.NoSuchProcess):
                 found += [
                     child for child in psutil.Process(pool.pid).children()
-                    if "taskmanager.worker" in " ".join(child.cmdline())
+                    if "taskmanager.supervision.worker" in " ".join(child.cmdline())
                 ]  # fmt: skip
         return found
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.infra.infrafiles import INFRA
 
+WORKER = "taskmanager.supervision.worker"
+
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("clipyard_healthcheck", INFRA / "healthcheck.py")
@@ -67,9 +69,21 @@ def test_counts_task_managers_by_their_command_line(tmp_path: Path) -> None:
         tmp_path,
         {
             1: ["/usr/local/bin/python", "/usr/local/bin/clipyard", "worker"],
-            7: ["/usr/local/bin/python", "-m", "taskmanager.worker", "--queues", "batch"],
-            9: ["/usr/local/bin/python", "-m", "taskmanager.worker", "--queues", "batch"],
-            12: ["grep", "taskmanager.worker.py"],
+            7: [
+                "/usr/local/bin/python",
+                "-m",
+                "taskmanager.supervision.worker",
+                "--queues",
+                "batch",
+            ],
+            9: [
+                "/usr/local/bin/python",
+                "-m",
+                "taskmanager.supervision.worker",
+                "--queues",
+                "batch",
+            ],
+            12: ["grep", "taskmanager.supervision.worker.py"],
         },
     )
     assert healthcheck.count_managers(proc) == 2

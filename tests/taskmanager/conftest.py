@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from taskmanager.jobs import JobRequest, submit_job
 from taskmanager.models import Job, Run
-from taskmanager.reconciler import reconcile
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES, JobState
-from taskmanager.worker import build_runtime
+from taskmanager.supervision.reconciler import reconcile
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.worker import build_runtime
 from tests.armemulator.fixtures import arm_emulator, emulator_settings  # noqa: F401
 from tests.services import REPO_ROOT
 from tests.taskmanager.factories import make_owner_upload_template
@@ -108,7 +108,7 @@ class WorkerPool:
             log = (self.log_dir / f"worker-{len(self.processes)}.log").open("ab")
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "taskmanager.worker", "--queues", queues],
+                    [sys.executable, "-m", "taskmanager.supervision.worker", "--queues", queues],
                     env=self.env,
                     cwd=REPO_ROOT,
                     stdout=log,

@@ -6,7 +6,7 @@ import pytest
 
 from taskmanager.jobs import cancel_job, job_events
 from taskmanager.models import Job
-from taskmanager.runtime import Runtime
+from taskmanager.supervision.runtime import Runtime
 from tests.armemulator.emulator import ArmEmulator
 from tests.services import wait_until
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, runs_of, wait_for_job

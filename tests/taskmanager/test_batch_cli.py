@@ -27,11 +27,11 @@ from sqlalchemy import func, select
 from jobimages.builder import build_templates
 from jobimages.template import TemplateInfo
 from taskmanager.accounts import create_token, create_user
-from taskmanager.batches import BatchRequest, create_batch
-from taskmanager.batchjobs import BatchRow, submit_rows
+from taskmanager.batches.jobs import BatchRow, submit_rows
+from taskmanager.batches.service import BatchRequest, create_batch
 from taskmanager.models import ApiToken, Batch, Job, Upload, User
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
+from taskmanager.supervision.runtime import Runtime
 from taskmanager.templates import load_templates
 from tests.services import REPO_ROOT, run_api, wait_until
 from tests.taskmanager.conftest import WorkerPool, settings_env

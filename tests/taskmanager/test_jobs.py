@@ -21,9 +21,9 @@ from taskmanager.jobs import (
     submit_job,
 )
 from taskmanager.models import Job
-from taskmanager.reconciler import reconcile
-from taskmanager.runtime import Runtime
 from taskmanager.states import JobState
+from taskmanager.supervision.reconciler import reconcile
+from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import transition_job
 
 Owner = tuple[uuid.UUID, uuid.UUID, str]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from taskmanager.apiclient import ApiError, Credentials, load_credentials
+from taskmanager.batches.manifest import ManifestUnreadable, read_manifest
+from taskmanager.cli.apiclient import ApiError, Credentials, load_credentials
 from taskmanager.cli.login import api_error_exit
-from taskmanager.manifest import ManifestUnreadable, read_manifest
 
 
 def test_jsonl_rows_and_every_error_with_its_line(tmp_path: Path) -> None:

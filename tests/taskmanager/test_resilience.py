@@ -15,10 +15,10 @@ from sqlalchemy import select
 from taskmanager.backends.base import ContainerSpec
 from taskmanager.jobs import job_events
 from taskmanager.models import Batch, Job, JobEvent, Run
-from taskmanager.reconciler import reconcile
-from taskmanager.runtime import Runtime
 from taskmanager.states import JobState
-from taskmanager.supervisor import Supervisor
+from taskmanager.supervision.reconciler import reconcile
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.supervisor import Supervisor
 from tests.services import ThrowawayDatabases, wait_until
 from tests.taskmanager.conftest import (
     TERMINAL,

@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from taskmanager.jobs import cancel_job, get_job, job_events
 from taskmanager.models import Run
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
-from taskmanager.supervisor import Supervisor
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.supervisor import Supervisor
 from tests.services import wait_until
 from tests.taskmanager.conftest import (
     TERMINAL,

@@ -14,9 +14,9 @@ import psutil
 
 from taskmanager.jobs import cancel_job
 from taskmanager.models import Batch, Upload
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
+from taskmanager.supervision.runtime import Runtime
 from tests.services import REPO_ROOT
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, settings_env, wait_for_job
 

@@ -1,6 +1,6 @@
 """One task-manager process: a TaskTiger worker serving the given queues.
 
-``python -m taskmanager.worker --queues interactive,batch``; ``clipyard worker`` starts
+``python -m taskmanager.supervision.worker --queues interactive,batch``; ``clipyard worker`` starts
 several of these and runs the reconciler beside them.
 """
 
@@ -17,10 +17,10 @@ from taskmanager.backends import create_backend
 from taskmanager.db import create_db_engine, create_session_factory
 from taskmanager.logs import configure_logging
 from taskmanager.queueing import TaskTigerEnqueuer, create_redis, create_tiger
-from taskmanager.runtime import Runtime
 from taskmanager.settings import Settings
 from taskmanager.storage import create_storage
-from taskmanager.tasks import install_runtime
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.tasks import install_runtime
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ def build_runtime(settings: Settings, database_url: str, redis_url: str) -> Runt
 
 def main() -> None:
     """Serve the queues until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m taskmanager.worker")
+    parser = argparse.ArgumentParser(prog="python -m taskmanager.supervision.worker")
     parser.add_argument("--queues", required=True, help="comma-separated queue names")
     args = parser.parse_args()
     settings = Settings.from_env()

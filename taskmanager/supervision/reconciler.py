@@ -20,11 +20,11 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from taskmanager.admission import LIVE_RUN_STATES, waiting_batch_jobs
-from taskmanager.containerspec import APP_TAG
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
-from taskmanager.runtime import Runtime
+from taskmanager.supervision.admission import LIVE_RUN_STATES, waiting_batch_jobs
+from taskmanager.supervision.containerspec import APP_TAG
+from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import record_event
 
 log = structlog.get_logger(__name__)

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.cost import estimate_job_cost
 from taskmanager.models import Batch, Job, Run, Template
-from taskmanager.runtime import Enqueuer
 from taskmanager.settings import Settings
+from taskmanager.supervision.runtime import Enqueuer
 
 log = structlog.get_logger(__name__)
 

@@ -17,13 +17,13 @@ import structlog
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskmanager.admission import wake_batch
-from taskmanager.batches import BatchStateConflict, BatchView, get_batch, owned_batch
+from taskmanager.batches.service import BatchStateConflict, BatchView, get_batch, owned_batch
 from taskmanager.jobs import InvalidJobRequest, JobRequest, cancel_job, retry_job, submit_job
 from taskmanager.models import Job, Run
-from taskmanager.runtime import Enqueuer
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES, JobState
+from taskmanager.supervision.admission import wake_batch
+from taskmanager.supervision.runtime import Enqueuer
 
 log = structlog.get_logger(__name__)
 

@@ -20,21 +20,21 @@ from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from taskmanager.admission import admit
 from taskmanager.backends.base import (
     BackendError,
     ContainerSpec,
     ContainerState,
     ContainerStatus,
 )
-from taskmanager.containerlog import ContainerLog
-from taskmanager.containerspec import FakeJobNotAllowed, build_spec, container_name
-from taskmanager.finishing import AttemptRef, Outcome, finish_attempt, record_progress
-from taskmanager.leases import Heartbeat, release_lease, renew_lease, take_lease
 from taskmanager.models import Job, JobEvent, Run, Template, Upload
-from taskmanager.progress import ProgressTracker
-from taskmanager.runtime import Runtime
 from taskmanager.states import JobState, RunState
+from taskmanager.supervision.admission import admit
+from taskmanager.supervision.containerlog import ContainerLog
+from taskmanager.supervision.containerspec import FakeJobNotAllowed, build_spec, container_name
+from taskmanager.supervision.finishing import AttemptRef, Outcome, finish_attempt, record_progress
+from taskmanager.supervision.leases import Heartbeat, release_lease, renew_lease, take_lease
+from taskmanager.supervision.progress import ProgressTracker
+from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import (
     ConcurrentChange,
     lock_job_and_run,

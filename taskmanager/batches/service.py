@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskmanager.admission import BUDGET_EXHAUSTED, wake_batch
 from taskmanager.jobs import MAX_CPU, MAX_MEMORY_GB, MAX_RUNTIME_S, InvalidJobRequest
 from taskmanager.models import Batch, Job
-from taskmanager.runtime import Enqueuer
 from taskmanager.settings import Settings
+from taskmanager.supervision.admission import BUDGET_EXHAUSTED, wake_batch
+from taskmanager.supervision.runtime import Enqueuer
 
 log = structlog.get_logger(__name__)
 

@@ -11,17 +11,17 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from taskmanager.admission import settle_batch, waiting_batch_jobs, wake_jobs
 from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
-from taskmanager.containerlog import ContainerLog
-from taskmanager.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Job, Run
-from taskmanager.progress import ProgressTracker
-from taskmanager.runtime import Runtime
 from taskmanager.states import JobState, RunState
 from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
+from taskmanager.supervision.admission import settle_batch, waiting_batch_jobs, wake_jobs
+from taskmanager.supervision.containerlog import ContainerLog
+from taskmanager.supervision.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
+from taskmanager.supervision.progress import ProgressTracker
+from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import (
     ConcurrentChange,
     lock_job_and_run,

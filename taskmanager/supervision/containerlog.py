@@ -11,7 +11,7 @@ import tempfile
 from typing import BinaryIO, cast
 
 from taskmanager.backends.base import ContainerBackend
-from taskmanager.progress import ProgressTracker
+from taskmanager.supervision.progress import ProgressTracker
 
 
 class ContainerLog:

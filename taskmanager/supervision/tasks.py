@@ -15,9 +15,9 @@ import threading
 import uuid
 from types import FrameType
 
-from taskmanager.leases import manager_id
-from taskmanager.runtime import Runtime
-from taskmanager.supervisor import Supervisor
+from taskmanager.supervision.leases import manager_id
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.supervisor import Supervisor
 
 _runtime: Runtime | None = None
 _runtime_pid: int | None = None
