@@ -26,6 +26,7 @@ import click
 
 from taskmanager.accounts import EmailTaken, create_user
 from taskmanager.cli.context import load_settings
+from taskmanager.cli.templates import build_templates
 from taskmanager.db import create_db_engine, create_session_factory
 from taskmanager.localservices import child_environment, local_services
 from taskmanager.migrate import upgrade_database
@@ -78,8 +79,6 @@ def _prepare_templates(settings: Settings, database_url: str) -> None:
     """Build the templates once into data_dir/templates and load them (idempotent)."""
     folder = settings.data_dir / "templates"
     if not (folder / "index.json").is_file():
-        from jobimages.builder import build_templates
-
         click.echo(f"building the templates into {folder} (once) ...")
         build_templates(folder)
     engine = create_db_engine(database_url, pool_size=1)
@@ -166,8 +165,13 @@ def _children(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--fresh", is_flag=True, help="Delete the kept data (not the templates) first.")
-@click.option("--managers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="Task managers per queue (interactive and batch).")  # fmt: skip
+@click.option(
+    "--managers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Task managers per queue (interactive and batch).",
+)
 def up(host: str, port: int, fresh: bool, managers: int) -> None:
     """Run clipyard on this machine until Ctrl-C; a second run reuses the data."""
     settings = load_settings()
@@ -185,11 +189,24 @@ def up(host: str, port: int, fresh: bool, managers: int) -> None:
         commands = {
             "api": [sys.executable, "-m", "backend", "--host", host, "--port", str(port)],
             # Separate pools: a large batch never holds the web app's jobs back.
-            "interactive": [clipyard, "worker", "--queues", settings.interactive_queue,
-                            "-n", count],
-            "batch": [clipyard, "worker", "--queues", settings.batch_queue, "-n", count,
-                      "--no-reconcile"],
-        }  # fmt: skip
+            "interactive": [
+                clipyard,
+                "worker",
+                "--queues",
+                settings.interactive_queue,
+                "-n",
+                count,
+            ],
+            "batch": [
+                clipyard,
+                "worker",
+                "--queues",
+                settings.batch_queue,
+                "-n",
+                count,
+                "--no-reconcile",
+            ],
+        }
         if not (Path(__file__).resolve().parents[2] / "frontend" / "dist").is_dir():
             click.echo("note: the web app is not built (make demo builds it); API only", err=True)
         with _children(commands, child_environment(urls)) as children:

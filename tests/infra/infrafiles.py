@@ -8,6 +8,8 @@ module arguments and literal lists) to check the files against the code.
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 COMPOSE_FILE = INFRA / "docker-compose.yml"
 DOCKERFILE = INFRA / "Dockerfile"
+JOB_DOCKERFILE = REPO / "jobimages" / "Dockerfile"
 AZURE = INFRA / "azure"
 
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -150,6 +153,104 @@ def dockerfile_stages(path: Path) -> list[str]:
         if keyword == "FROM" and len(parts) == 3 and parts[1].upper() == "AS":
             stages.append(parts[2])
     return stages
+
+
+def stage_instructions(
+    path: Path, stage: str | None = None, *, inherited: bool = True
+) -> list[tuple[str, str]]:
+    """Return a stage's instructions after its FROM (None: the last stage).
+
+    With ``inherited``, the instructions of the stages it is built FROM come first, as
+    the image holds their results too.
+    """
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for keyword, rest in dockerfile_instructions(path):
+        if keyword == "FROM":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            named = len(parts) == 3 and parts[1].upper() == "AS"
+            current = []
+            stages[parts[2] if named else f"#{len(stages)}"] = (parts[0], current)
+        elif current is not None:
+            current.append((keyword, rest))
+    name = stage if stage is not None else list(stages)[-1]
+    assert name in stages, f"{path.name} has no stage {name!r}"
+    base, own = stages[name]
+    if inherited and base in stages:
+        return [*stage_instructions(path, base), *own]
+    return list(own)
+
+
+def context_copies(path: Path, stage: str | None = None) -> list[tuple[str, str]]:
+    """Return (source, destination) of each build-context COPY into a stage's WORKDIR.
+
+    COPYs from other stages and to absolute paths (a script into /usr/local/bin) are left
+    out: what remains is the source tree the stage's ``pip install`` builds.
+    """
+    copies: list[tuple[str, str]] = []
+    for keyword, rest in stage_instructions(path, stage):
+        parts = rest.split()
+        if keyword not in ("COPY", "ADD") or any(p.startswith("--from=") for p in parts):
+            continue
+        *sources, destination = [p for p in parts if not p.startswith("--")]
+        if not destination.startswith("/"):
+            copies.extend((source, destination) for source in sources)
+    return copies
+
+
+def stage_build_context(path: Path, stage: str | None, into: Path) -> Path:
+    """Copy from the repository what a stage COPYs into its WORKDIR, laid out as there.
+
+    Caches and build leftovers stay behind, as ``Dockerfile.dockerignore`` keeps them.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "node_modules")
+    into.mkdir(parents=True, exist_ok=True)
+    for source, destination in context_copies(path, stage):
+        matches = sorted(REPO.glob(source.rstrip("/")))
+        assert matches or source.endswith("*"), f"{path.name}: COPY {source} is missing"
+        for match in matches:
+            target = into / destination
+            if match.is_dir():
+                shutil.copytree(match, target, ignore=ignore, dirs_exist_ok=True)
+            elif destination.endswith("/"):
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(match, target / match.name)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(match, target)
+    return into
+
+
+def shell_commands(instructions: list[tuple[str, str]]) -> list[list[str]]:
+    """Return the simple commands of each RUN, split at ``&&``, ``||``, ``;`` and ``|``.
+
+    Redirections (``> FILE``) are dropped from the words.
+    """
+    commands: list[list[str]] = []
+    for keyword, rest in instructions:
+        if keyword != "RUN":
+            continue
+        lexer = shlex.shlex(rest, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words: list[str] = []
+        redirect = False
+        for token in lexer:
+            if token in ("&&", "||", ";", "|"):
+                commands.append(words)
+                words = []
+            elif token in (">", ">>", "<", "2>"):
+                redirect = True
+            elif redirect:
+                redirect = False
+            else:
+                words.append(token)
+        commands.append(words)
+    return [command for command in commands if command]
+
+
+def pip_installs(instructions: list[tuple[str, str]]) -> list[list[str]]:
+    """Return the arguments of each ``pip install`` the RUN instructions make."""
+    return [c[2:] for c in shell_commands(instructions) if c[:2] == ["pip", "install"]]
 
 
 def copy_sources(path: Path) -> list[str]:

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import subprocess
+import sys
 import tomllib
+from typing import Any
 
 import pytest
 
+from taskmanager.settings import Settings
 from tests.infra.infrafiles import (
     DOCKERFILE,
     INFRA,
+    JOB_DOCKERFILE,
     REPO,
     check_clipyard_command,
+    context_copies,
     copy_sources,
     dockerfile_instructions,
     dockerfile_stages,
+    pip_installs,
+    shell_commands,
+    stage_instructions,
 )
 
-DOCKERFILES = [DOCKERFILE, REPO / "jobimages" / "Dockerfile"]
+DOCKERFILES = [DOCKERFILE, JOB_DOCKERFILE]
 IGNORE_FILE = INFRA / "Dockerfile.dockerignore"
 
 
@@ -74,13 +83,11 @@ def test_base_image_is_slim_python_311() -> None:
 
 
 def _stage_instructions(stage: str) -> list[tuple[str, str]]:
-    found, current = [], None
-    for keyword, rest in dockerfile_instructions(DOCKERFILE):
-        if keyword == "FROM":
-            current = rest.split()[-1]
-        elif current == stage:
-            found.append((keyword, rest))
-    return found
+    return stage_instructions(DOCKERFILE, stage, inherited=False)
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def test_worker_image_installs_the_compositor_and_api_image_does_not() -> None:
@@ -93,6 +100,64 @@ def test_worker_image_installs_the_compositor_and_api_image_does_not() -> None:
     api = " ".join(rest for kw, rest in _stage_instructions("api") if kw == "RUN")
     assert '".[jobimage]"' in worker
     assert "jobimage" not in api
+
+
+# tests/infra/test_install.py installs each image's set as below in a fresh virtualenv and
+# runs its commands; these keep the Dockerfiles doing what that test does.
+
+
+def test_api_stage_installs_the_project_without_extras() -> None:
+    """The API image is ``pip install .``: it must serve without the compositor's packages."""
+    assert pip_installs(stage_instructions(DOCKERFILE, "api")) == [["."]]
+
+
+def test_worker_stage_installs_the_project_with_the_jobimage_extra() -> None:
+    """The local backend and ``clipyard templates load`` run clipyard-composite in it."""
+    assert pip_installs(stage_instructions(DOCKERFILE, "worker")) == [[".[jobimage]"]]
+
+
+def test_api_and_worker_stages_build_the_whole_project() -> None:
+    """Both install one source tree holding every package the distribution ships."""
+    copies = context_copies(DOCKERFILE, "api")
+    assert copies == context_copies(DOCKERFILE, "worker")
+    includes = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.removesuffix("*") for pattern in includes}
+    assert {source for source, _ in copies} == {"pyproject.toml", "README.md", *packages}
+
+
+def test_job_image_copies_only_the_compositor() -> None:
+    """Nothing of the API or the task managers goes into the job container."""
+    sources = {source.removesuffix("*") for source, _ in context_copies(JOB_DOCKERFILE)}
+    assert sources == {"pyproject.toml", "README.md", "jobimages"}
+
+
+def test_job_image_installs_the_jobimage_set_and_no_server_dependencies() -> None:
+    """The extra's requirements from pyproject.toml, then the project with ``--no-deps``."""
+    instructions = stage_instructions(JOB_DOCKERFILE)
+    requirements = "/tmp/jobimage.txt"
+    assert pip_installs(instructions) == [["-r", requirements], ["--no-deps", "."]]
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert f"> {requirements}" in runs
+    (writer,) = [c for c in shell_commands(instructions) if c[:2] == ["python", "-c"]]
+    printed = subprocess.run(
+        [sys.executable, "-c", writer[2]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert printed.splitlines() == _pyproject()["project"]["optional-dependencies"]["jobimage"]
+
+
+def test_job_image_entrypoint_is_the_compositor() -> None:
+    """ACI runs the task manager's ``aci_entrypoint`` in it: the compositor's script."""
+    instructions = stage_instructions(JOB_DOCKERFILE)
+    entrypoints = [json.loads(rest) for keyword, rest in instructions if keyword == "ENTRYPOINT"]
+    assert entrypoints
+    assert entrypoints[-1] == ["clipyard-composite"]
+    assert _pyproject()["project"]["scripts"]["clipyard-composite"] == "jobimages.cli:main"
+    assert Settings.model_fields["aci_entrypoint"].default == "clipyard-composite"
 
 
 @pytest.mark.parametrize("stage", ["api", "worker"])
