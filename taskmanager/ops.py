@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from taskmanager.models import Batch, Job, Run
 from taskmanager.settings import Settings
-from taskmanager.states import JobState, RunState
+from taskmanager.states import BatchState, JobState, RunState
 
 _LIVE_RUNS = (RunState.PENDING.value, RunState.LAUNCHING.value, RunState.RUNNING.value)
 
@@ -113,7 +113,7 @@ def summarize(
             BatchSpend(str(b.id), b.name, b.state, b.budget_usd, b.reserved_usd, b.spent_usd)
             for b in session.scalars(
                 select(Batch)
-                .where(Batch.state.in_(("open", "paused")))
+                .where(Batch.state.in_((BatchState.OPEN, BatchState.PAUSED)))
                 .order_by(Batch.created_at.desc())
                 .limit(100)
             )

@@ -1,20 +1,72 @@
-"""TaskTiger, configured from settings.
+"""The queue seam: wake-ups for task managers, carried by TaskTiger on Redis.
 
 Redis only carries wake-ups: every job lives in Postgres, and the reconciler
 re-enqueues anything Redis lost.
+
+The API enqueues and a worker process serves, so this module holds both ends of the
+seam and nothing of supervision: TaskTiger imports a task by its dotted path, so
+``supervise`` below is a module-level function whose body is whatever handler the
+serving process installed (``install_task_handlers``). The API can name the task
+without importing container backends, and the worker decides what running it means.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from tasktiger import JobTimeoutException, Task, TaskTiger
 from tasktiger.retry import fixed
 
 from taskmanager.settings import Settings
+
+
+class Enqueuer(Protocol):
+    """Wakes a manager for a job (TaskTiger in production)."""
+
+    def enqueue(
+        self,
+        job_id: uuid.UUID,
+        *,
+        is_batch: bool,
+        max_runtime_s: float,
+        delay_s: float | None = None,
+        wake_key: str | None = None,
+    ) -> None:
+        """Wake a manager for ``job_id`` now (or after ``delay_s``)."""
+
+    def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
+        """Tell whether a wake-up for ``job_id`` is pending."""
+
+
+class TaskHandlers(Protocol):
+    """What a worker process does when a task reaches it."""
+
+    def supervise(self, job_id: uuid.UUID) -> None:
+        """Drive the job's current attempt as far as this process can."""
+
+
+# The handlers of this process, set once by the worker before it serves the queues: a
+# module global because TaskTiger calls tasks by dotted path, not through an object.
+_handlers: TaskHandlers | None = None
+
+
+def install_task_handlers(handlers: TaskHandlers) -> None:
+    """Make ``handlers`` run this process's tasks."""
+    global _handlers
+    _handlers = handlers
+
+
+def supervise(job_id: str, wake_key: str | None = None) -> None:
+    """TaskTiger task: drive one job's current attempt in this worker process.
+
+    ``wake_key`` only makes the queue entry distinct (see ``TaskTigerEnqueuer``).
+    """
+    if _handlers is None:
+        raise RuntimeError("no task handlers installed: tasks run inside `clipyard worker`")
+    _handlers.supervise(uuid.UUID(job_id))
 
 
 def create_redis(redis_url: str) -> redis.Redis[str]:
@@ -63,8 +115,6 @@ class TaskTigerEnqueuer:
     def _task(
         self, job_id: uuid.UUID, queue: str, hard_timeout_s: float, wake_key: str | None = None
     ) -> Task:
-        from taskmanager.supervision.tasks import supervise
-
         # Unique: one entry per job and wake key however often it is woken; the id is
         # derived from the function and its arguments, so it can be looked up (is_queued).
         # A wake key gives a distinct entry: TaskTiger parks a unique task whose id is
@@ -106,4 +156,9 @@ class TaskTigerEnqueuer:
     def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
         """Tell whether Redis holds a supervise entry for ``job_id`` in any state."""
         task = self._task(job_id, self.queue_for(is_batch), 0)
-        return bool(self.tiger.connection.exists(self.tiger._key("task", task.id)))
+        return bool(self.tiger.connection.exists(task_key(self.tiger, task.id)))
+
+
+def task_key(tiger: TaskTiger, task_id: str) -> str:
+    """Return the Redis key of a task's record (TaskTiger's own layout: PREFIX:task:ID)."""
+    return f"{tiger.config['REDIS_PREFIX']}:task:{task_id}"

@@ -1,4 +1,7 @@
-"""The job and run state machines: every allowed transition, in one place.
+"""The job and run state machines, and every other closed set of words the domain stores.
+
+Job and run states, batch states, why a batch waits, how an attempt failed and why a
+manager stopped a container: each is one ``StrEnum`` here, used everywhere.
 
 Anything that changes a job's or a run's state goes through ``check_job_transition`` /
 ``check_run_transition`` (see ``transitions.py``), so a transition that is not listed
@@ -30,12 +33,14 @@ class JobState(StrEnum):
     @property
     def is_active(self) -> bool:
         """Tell whether a container may exist for the job right now."""
-        return self in (JobState.STARTING, JobState.RUNNING)
+        return self in ACTIVE_JOB_STATES
 
 
 TERMINAL_JOB_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
 )
+# Jobs holding a container (or about to).
+ACTIVE_JOB_STATES = frozenset({JobState.STARTING, JobState.RUNNING})
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # Admitted and about to launch; refused for good (e.g. its template was removed);
@@ -96,6 +101,9 @@ TERMINAL_RUN_STATES = frozenset(
     {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.TIMED_OUT, RunState.LOST}
 )
 
+# A run in one of these may have a container: it counts against every cap.
+LIVE_RUN_STATES = frozenset({RunState.PENDING, RunState.LAUNCHING, RunState.RUNNING})
+
 _RUN_OUTCOMES = frozenset(TERMINAL_RUN_STATES)
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
@@ -104,6 +112,50 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.RUNNING: _RUN_OUTCOMES,
     **{state: frozenset() for state in TERMINAL_RUN_STATES},
 }
+
+
+class BatchState(StrEnum):
+    """Whether a batch admits its jobs."""
+
+    OPEN = "open"
+    PAUSED = "paused"  # admits nothing until an operator acts (see ``paused_reason``)
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class PausedReason(StrEnum):
+    """Why a batch admits no more jobs for now (its ``paused_reason``)."""
+
+    # The budget cannot pay for another job: paused until an operator raises it.
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    # Still open: the next job waits for running ones to settle their reservations.
+    BUDGET_WAIT = "budget_wait"
+
+
+class StopReason(StrEnum):
+    """Why a manager stopped a container that was still running."""
+
+    CANCELLED = "cancelled"
+    DEADLINE = "deadline"
+    STALLED = "stalled"
+
+
+class FailureKind(StrEnum):
+    """How an attempt ended badly (a run's ``failure_kind``, a job's ``error_code``)."""
+
+    BAD_INPUT = "bad_input"  # the compositor's exit 2: another attempt cannot help
+    STORAGE = "storage"  # exit 3: blob storage unreachable from the container
+    KILLED = "killed"  # out of memory or killed from outside
+    CRASH = "crash"  # any other non-zero exit
+    LOST = "lost"  # the container vanished without an exit code
+    EVICTED = "evicted"  # Spot capacity reclaimed
+    CAPACITY = "capacity"  # the backend refused the launch for now (quota, rate)
+    LAUNCH = "launch"  # the backend refused the launch for good
+    IMAGE_PULL = "image_pull"
+    PROVISIONING_FAILED = "provisioning_failed"
+    CANCELLED = "cancelled"
+    DEADLINE = "deadline"  # ran past max_runtime_s
+    STALLED = "stalled"  # reported no progress for too long
 
 
 class InvalidTransition(Exception):

@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskmanager.errors import DomainError
 from taskmanager.models import Upload
 from taskmanager.storage import Storage
 from taskmanager.storage.keys import upload_key
@@ -30,17 +31,21 @@ _CHUNK = 1024 * 1024
 _SPOOL_BYTES = 4 * 1024 * 1024
 
 
-class UploadError(Exception):
-    """Base of the upload service's errors; ``field`` names the offending part."""
+class UploadError(DomainError):
+    """Base of the upload service's errors (the API maps each to a status code)."""
+
+
+class InvalidUpload(UploadError):
+    """Base of the refusals of a file's content; ``field`` names the offending part."""
 
     field = "file"
 
 
-class EmptyUpload(UploadError):
+class EmptyUpload(InvalidUpload):
     """The file has no bytes."""
 
 
-class UploadTooLarge(UploadError):
+class UploadTooLarge(InvalidUpload):
     """The file has more bytes than allowed; ``limit`` says how many are."""
 
     def __init__(self, message: str, limit: int) -> None:
@@ -48,11 +53,11 @@ class UploadTooLarge(UploadError):
         self.limit = limit
 
 
-class UnsupportedImage(UploadError):
+class UnsupportedImage(InvalidUpload):
     """The file is not a JPEG, PNG or WebP image (whatever its name says)."""
 
 
-class ImageTooLarge(UploadError):
+class ImageTooLarge(InvalidUpload):
     """The image has more pixels than allowed; ``limit`` says how many are."""
 
     def __init__(self, message: str, limit: int) -> None:
@@ -60,11 +65,11 @@ class ImageTooLarge(UploadError):
         self.limit = limit
 
 
-class UploadNotFound(Exception):
+class UploadNotFound(UploadError):
     """No such upload (or not one the caller may see)."""
 
 
-class CorruptImage(UploadError):
+class CorruptImage(InvalidUpload):
     """The image's header is fine but its data does not decode (e.g. truncated)."""
 
 

@@ -23,6 +23,7 @@ from azure.mgmt.containerinstance import models as aci
 from taskmanager.backends.aci_errors import to_backend_error
 from taskmanager.backends.aci_logs import LogPosition, next_chunk
 from taskmanager.backends.base import (
+    APP_TAG,
     BackendError,
     ContainerInfo,
     ContainerSpec,
@@ -31,7 +32,6 @@ from taskmanager.backends.base import (
 )
 from taskmanager.backends.ratelimit import RateLimited, SharedRateLimiter
 from taskmanager.settings import Settings
-from taskmanager.supervision.containerspec import APP_TAG
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +79,12 @@ class AciBackend:
                 # No LRO wait: provisioning (image pull) shows in status(), which also
                 # works for a manager that adopts the group after this one died.
                 self._client.container_groups.begin_create_or_update(
-                    self._resource_group, spec.name, group, polling=False,
+                    self._resource_group,
+                    spec.name,
+                    group,
+                    polling=False,
                     headers={"If-None-Match": "*"},
-                )  # fmt: skip
+                )
         except HttpResponseError as exc:
             if exc.status_code == 412:
                 return  # another manager created it between our look and our create
@@ -177,16 +180,21 @@ class AciBackend:
         if "evict" in f"{detail_status} {event_text}".lower():
             finished_at = (current.finish_time) if current else None
             return ContainerStatus(
-                ContainerState.LOST, started_at=started_at, finished_at=finished_at,
+                ContainerState.LOST,
+                started_at=started_at,
+                finished_at=finished_at,
                 detail="evicted",
-            )  # fmt: skip
+            )
         if current is not None and current.state == "Terminated":
             detail = _detail_for(detail_status, is_stopping=name in self._stopping)
             state = ContainerState.EXITED if current.exit_code is not None else ContainerState.LOST
             return ContainerStatus(
-                state, exit_code=current.exit_code, started_at=started_at,
-                finished_at=(current.finish_time), detail=detail,
-            )  # fmt: skip
+                state,
+                exit_code=current.exit_code,
+                started_at=started_at,
+                finished_at=(current.finish_time),
+                detail=detail,
+            )
         if "pull" in event_text and ("fail" in event_text or "back-off" in event_text):
             return ContainerStatus(ContainerState.LOST, detail="image_pull")
         if group.provisioning_state == "Failed":
@@ -304,9 +312,13 @@ class AciBackend:
     def _error(self, exc: AzureError, action: str, name: str) -> BackendError:
         error = to_backend_error(exc, action, name, location=self._settings.aci_location)
         log.warning(
-            "aci request failed", action=action, name=name, error=str(error),
-            is_retryable=error.is_retryable, retry_after_s=error.retry_after_s,
-        )  # fmt: skip
+            "aci request failed",
+            action=action,
+            name=name,
+            error=str(error),
+            is_retryable=error.is_retryable,
+            retry_after_s=error.retry_after_s,
+        )
         return error
 
 

@@ -60,6 +60,9 @@ def create_aci_backend(
         settings, redis.Redis.from_url(redis_url), subscription_id
     )
     return AciBackend(
-        create_client(settings, credential), settings, resource_group=resource_group,
-        creates=creates, deletes=deletes,
-    )  # fmt: skip
+        create_client(settings, credential),
+        settings,
+        resource_group=resource_group,
+        creates=creates,
+        deletes=deletes,
+    )

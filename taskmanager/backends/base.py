@@ -13,6 +13,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
+# The value of the ``app`` tag on every container clipyard creates: what makes it ours
+# for ``list_ours`` and the janitor, whichever manager or version launched it.
+APP_TAG = "clipyard"
+
 
 class ContainerState(StrEnum):
     """What a backend can tell about a container."""

@@ -17,13 +17,14 @@ import structlog
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from taskmanager.batches.ledger import wake_batch
 from taskmanager.batches.service import BatchStateConflict, BatchView, get_batch, owned_batch
-from taskmanager.jobs import InvalidJobRequest, JobRequest, cancel_job, retry_job, submit_job
+from taskmanager.errors import InvalidRequest
+from taskmanager.jobs import JobRequest, cancel_job, retry_job, submit_job
 from taskmanager.models import Job, Run
+from taskmanager.queueing import Enqueuer
 from taskmanager.settings import Settings
-from taskmanager.states import TERMINAL_JOB_STATES, JobState
-from taskmanager.supervision.admission import wake_batch
-from taskmanager.supervision.runtime import Enqueuer
+from taskmanager.states import TERMINAL_JOB_STATES, BatchState, JobState
 
 log = structlog.get_logger(__name__)
 
@@ -92,14 +93,14 @@ def submit_rows(
 ) -> list[RowResult]:
     """Create a job per row (the batch's resources unless the row overrides them).
 
-    A row already submitted returns its job. A bad row raises ``InvalidJobRequest``
+    A row already submitted returns its job. A bad row raises ``InvalidRequest``
     naming ``rows[i].field``; the rows before it stay created (submitting again resumes).
     """
     if len(rows) > MAX_ROWS_PER_REQUEST:
-        raise InvalidJobRequest("rows", f"at most {MAX_ROWS_PER_REQUEST} rows per request")
+        raise InvalidRequest("rows", f"at most {MAX_ROWS_PER_REQUEST} rows per request")
     with sessions() as session:
         batch = owned_batch(session, batch_id, owner_id)
-        if batch.state == "cancelled":
+        if batch.state == BatchState.CANCELLED:
             raise BatchStateConflict("the batch is cancelled: create a new one")
         defaults = (batch.cpu, batch.memory_gb, batch.max_runtime_s)
     results: list[RowResult] = []
@@ -107,17 +108,22 @@ def submit_rows(
     try:
         for index, row in enumerate(rows):
             request = JobRequest(
-                owner_id=owner_id, template_name=row.template, upload_id=row.upload_id,
-                crop=row.crop, batch_id=batch_id, row_id=row.row_id,
+                owner_id=owner_id,
+                template_name=row.template,
+                upload_id=row.upload_id,
+                crop=row.crop,
+                batch_id=batch_id,
+                row_id=row.row_id,
                 cpu=row.cpu if row.cpu is not None else defaults[0],
                 memory_gb=row.memory_gb if row.memory_gb is not None else defaults[1],
-                max_runtime_s=row.max_runtime_s or defaults[2], params=dict(row.params),
-            )  # fmt: skip
+                max_runtime_s=row.max_runtime_s or defaults[2],
+                params=dict(row.params),
+            )
             try:
                 job, created = submit_job(sessions, deferred, settings, request)
-            except InvalidJobRequest as exc:
+            except InvalidRequest as exc:
                 message = str(exc).partition(": ")[2] or str(exc)
-                raise InvalidJobRequest(f"rows[{index}].{exc.field}", message) from exc
+                raise InvalidRequest(f"rows[{index}].{exc.field}", message) from exc
             results.append(RowResult(row.row_id, job.id, job.state, created))
     finally:
         if results:
@@ -142,7 +148,7 @@ def cancel_batch(
     """
     with sessions.begin() as session:
         batch = owned_batch(session, batch_id, owner_id, for_update=True)
-        batch.state, batch.paused_reason = "cancelled", None
+        batch.state, batch.paused_reason = BatchState.CANCELLED, None
         unfinished = [s.value for s in JobState if s not in TERMINAL_JOB_STATES]
         job_ids = _job_ids(session, batch_id, unfinished)
     for job_id in job_ids:
@@ -161,7 +167,7 @@ def retry_failed(
     """Queue the batch's failed and timed-out jobs again; return how many and the batch."""
     with sessions() as session:
         batch = owned_batch(session, batch_id, owner_id)
-        if batch.state == "cancelled":
+        if batch.state == BatchState.CANCELLED:
             raise BatchStateConflict("a cancelled batch cannot be retried: create a new one")
         job_ids = _job_ids(session, batch_id, list(RETRYABLE_STATES))
     deferred = _Deferred()

@@ -19,14 +19,23 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from taskmanager.jobs import MAX_CPU, MAX_MEMORY_GB, MAX_RUNTIME_S
+from taskmanager.limits import CPU, MAX_RUNTIME_S, MEMORY_GB, Bound
 
 MAX_ROW_ID = 200
 _CROP_COLUMNS = ("crop_x", "crop_y", "crop_width", "crop_height")
 KNOWN_COLUMNS = frozenset(
-    {"row_id", "template", "photo", "crop", "cpu", "memory_gb", "max_runtime_s", "fake",
-     *_CROP_COLUMNS}
-)  # fmt: skip
+    {
+        "row_id",
+        "template",
+        "photo",
+        "crop",
+        "cpu",
+        "memory_gb",
+        "max_runtime_s",
+        "fake",
+        *_CROP_COLUMNS,
+    }
+)
 
 
 class ManifestUnreadable(Exception):
@@ -50,8 +59,11 @@ class ManifestRow:
 
     def body(self, upload_id: str) -> dict[str, Any]:
         """Return the API's row body, with the photo resolved to ``upload_id``."""
-        body: dict[str, Any] = {"row_id": self.row_id, "template": self.template,
-                                "upload_id": upload_id}  # fmt: skip
+        body: dict[str, Any] = {
+            "row_id": self.row_id,
+            "template": self.template,
+            "upload_id": upload_id,
+        }
         if self.crop is not None:
             x, y, width, height = self.crop
             body["crop"] = {"x": x, "y": y, "width": width, "height": height}
@@ -97,18 +109,16 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _decimal(
-    raw: Any, name: str, low: Decimal, high: Decimal, reasons: list[str]
-) -> Decimal | None:
+def _decimal(raw: Any, limit: Bound[Decimal], reasons: list[str]) -> Decimal | None:
     if _text(raw) == "":
         return None
     try:
         value = Decimal(_text(raw))
     except InvalidOperation:
-        reasons.append(f"{name} {raw!r} is not a number")
+        reasons.append(f"{limit.field} {raw!r} is not a number")
         return None
-    if not value.is_finite() or not low <= value <= high:
-        reasons.append(f"{name} must be between {low} and {high}")
+    if not value.is_finite() or not limit.low <= value <= limit.high:
+        reasons.append(f"{limit.field} must be between {limit.low} and {limit.high}")
         return None
     return value
 
@@ -117,8 +127,9 @@ def _runtime(raw: Any, reasons: list[str]) -> int | None:
     text = _text(raw)
     if text == "":
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_RUNTIME_S:
-        reasons.append(f"max_runtime_s must be a whole number of seconds from 1 to {MAX_RUNTIME_S}")
+    if not text.isdigit() or not MAX_RUNTIME_S.low <= int(text) <= MAX_RUNTIME_S.high:
+        low, high = MAX_RUNTIME_S.low, MAX_RUNTIME_S.high
+        reasons.append(f"max_runtime_s must be a whole number of seconds from {low} to {high}")
         return None
     return int(text)
 
@@ -202,14 +213,15 @@ def parse_row(
         reasons.append(f"no template named {template!r} (have: {', '.join(sorted(templates))})")
     photo_path, upload_id = _photo(record.get("photo"), base, reasons)
     crop = parse_crop(record, reasons)
-    cpu = _decimal(record.get("cpu"), "cpu", Decimal("0.25"), MAX_CPU, reasons)
-    memory = _decimal(record.get("memory_gb"), "memory_gb", Decimal("0.5"), MAX_MEMORY_GB, reasons)
+    cpu = _decimal(record.get("cpu"), CPU, reasons)
+    memory = _decimal(record.get("memory_gb"), MEMORY_GB, reasons)
     runtime = _runtime(record.get("max_runtime_s"), reasons)
     fake = _fake(record.get("fake"), reasons)
     if reasons:
         return RowError(line, row_id or None, reasons)
-    return ManifestRow(line, row_id, template, photo_path, upload_id, crop, cpu, memory,
-                       runtime, fake)  # fmt: skip
+    return ManifestRow(
+        line, row_id, template, photo_path, upload_id, crop, cpu, memory, runtime, fake
+    )
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:

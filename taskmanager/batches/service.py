@@ -15,27 +15,32 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from taskmanager.jobs import MAX_CPU, MAX_MEMORY_GB, MAX_RUNTIME_S, InvalidJobRequest
+from taskmanager.batches.ledger import wake_batch
+from taskmanager.errors import DomainError, InvalidRequest
+from taskmanager.limits import MAX_CONCURRENT, resolve_resources
 from taskmanager.models import Batch, Job
+from taskmanager.queueing import Enqueuer
 from taskmanager.settings import Settings
-from taskmanager.supervision.admission import BUDGET_EXHAUSTED, wake_batch
-from taskmanager.supervision.runtime import Enqueuer
+from taskmanager.states import BatchState, PausedReason
 
 log = structlog.get_logger(__name__)
 
 MAX_BUDGET_USD = Decimal(100_000)
-MAX_CONCURRENT = 1000
 
 
-class BatchNotFound(Exception):
+class BatchError(DomainError):
+    """Base of the batch service's errors (the API maps each to a status code)."""
+
+
+class BatchNotFound(BatchError):
     """No such batch (or not one the caller may see)."""
 
 
-class BatchNameTaken(Exception):
+class BatchNameTaken(BatchError):
     """The owner already has a batch of that name."""
 
 
-class BatchStateConflict(Exception):
+class BatchStateConflict(BatchError):
     """The batch's state does not allow the operation (e.g. resuming a cancelled batch)."""
 
 
@@ -66,37 +71,37 @@ def parse_money(value: str | int | Decimal, field: str) -> Decimal:
     try:
         amount = Decimal(str(value))
     except InvalidOperation as exc:
-        raise InvalidJobRequest(field, "must be a decimal number of dollars") from exc
+        raise InvalidRequest(field, "must be a decimal number of dollars") from exc
     if not amount.is_finite() or amount.as_tuple().exponent < -6:  # type: ignore[operator]
-        raise InvalidJobRequest(field, "must be a finite amount with at most 6 decimals")
+        raise InvalidRequest(field, "must be a finite amount with at most 6 decimals")
     return amount
 
 
 def create_batch(
     sessions: sessionmaker[Session], settings: Settings, request: BatchRequest
 ) -> Batch:
-    """Create an open batch; raise ``InvalidJobRequest`` or ``BatchNameTaken``."""
+    """Create an open batch; raise ``InvalidRequest`` or ``BatchNameTaken``."""
     name = request.name.strip()
     if not 1 <= len(name) <= 200:
-        raise InvalidJobRequest("name", "must be 1 to 200 characters")
+        raise InvalidRequest("name", "must be 1 to 200 characters")
     check_budget(request.budget_usd)
-    if not 1 <= request.max_concurrent <= MAX_CONCURRENT:
-        raise InvalidJobRequest("max_concurrent", f"must be between 1 and {MAX_CONCURRENT}")
-    cpu = request.cpu if request.cpu is not None else settings.default_cpu
-    memory = request.memory_gb if request.memory_gb is not None else settings.default_memory_gb
-    runtime = request.max_runtime_s or settings.default_max_runtime_s
-    if not Decimal("0.25") <= cpu <= MAX_CPU:
-        raise InvalidJobRequest("cpu", f"must be between 0.25 and {MAX_CPU} vCPUs")
-    if not Decimal("0.5") <= memory <= MAX_MEMORY_GB:
-        raise InvalidJobRequest("memory_gb", f"must be between 0.5 and {MAX_MEMORY_GB} GB")
-    if not 1 <= runtime <= MAX_RUNTIME_S:
-        raise InvalidJobRequest("max_runtime_s", f"must be between 1 and {MAX_RUNTIME_S} seconds")
+    MAX_CONCURRENT.check(request.max_concurrent)
+    resources = resolve_resources(
+        settings, cpu=request.cpu, memory_gb=request.memory_gb, max_runtime_s=request.max_runtime_s
+    )
     batch = Batch(
-        owner_id=request.owner_id, name=name, budget_usd=request.budget_usd,
-        max_concurrent=request.max_concurrent, cpu=cpu, memory_gb=memory,
-        max_runtime_s=runtime, is_spot=request.is_spot,
-        reserved_usd=Decimal(0), spent_usd=Decimal(0), state="open",
-    )  # fmt: skip
+        owner_id=request.owner_id,
+        name=name,
+        budget_usd=request.budget_usd,
+        max_concurrent=request.max_concurrent,
+        cpu=resources.cpu,
+        memory_gb=resources.memory_gb,
+        max_runtime_s=resources.max_runtime_s,
+        is_spot=request.is_spot,
+        reserved_usd=Decimal(0),
+        spent_usd=Decimal(0),
+        state=BatchState.OPEN,
+    )
     try:
         with sessions.begin() as session:
             session.add(batch)
@@ -148,9 +153,9 @@ def list_batches(
 
 
 def check_budget(budget_usd: Decimal) -> None:
-    """Raise ``InvalidJobRequest`` naming ``budget_usd`` unless it is within bounds."""
+    """Raise ``InvalidRequest`` naming ``budget_usd`` unless it is within bounds."""
     if not Decimal(0) <= budget_usd <= MAX_BUDGET_USD:
-        raise InvalidJobRequest("budget_usd", f"must be between 0 and {MAX_BUDGET_USD} dollars")
+        raise InvalidRequest("budget_usd", f"must be between 0 and {MAX_BUDGET_USD} dollars")
 
 
 def set_budget(
@@ -169,15 +174,21 @@ def set_budget(
     check_budget(budget_usd)
     with sessions.begin() as session:
         batch = owned_batch(session, batch_id, owner_id, for_update=True)
-        if batch.state == "cancelled":
+        if batch.state == BatchState.CANCELLED:
             raise BatchStateConflict("a cancelled batch cannot be given a budget")
         previous = batch.budget_usd
         batch.budget_usd = budget_usd
-        if batch.state == "paused" and batch.paused_reason == BUDGET_EXHAUSTED:
-            batch.state, batch.paused_reason = "open", None
+        if (
+            batch.state == BatchState.PAUSED
+            and batch.paused_reason == PausedReason.BUDGET_EXHAUSTED
+        ):
+            batch.state, batch.paused_reason = BatchState.OPEN, None
         log.info(
-            "batch budget set", batch_id=str(batch_id), previous_usd=str(previous),
-            budget_usd=str(budget_usd), state=batch.state,
-        )  # fmt: skip
+            "batch budget set",
+            batch_id=str(batch_id),
+            previous_usd=str(previous),
+            budget_usd=str(budget_usd),
+            state=batch.state,
+        )
     wake_batch(sessions, enqueuer, batch_id)
     return get_batch(sessions, batch_id)

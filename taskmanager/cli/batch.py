@@ -32,10 +32,7 @@ from taskmanager.cli.batchviews import (
 )
 from taskmanager.cli.context import EXIT_BATCH_PAUSED, EXIT_JOBS_UNSUCCESSFUL, CliError
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
-
-_TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out"})
-# Jobs holding a container (or about to): while any remain, a paused batch still moves.
-_RUNNING = ("starting", "running")
+from taskmanager.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, BatchState, JobState
 
 
 @dataclass
@@ -109,15 +106,25 @@ def _plan_body(
 
 def resource_options(command: Any) -> Any:
     """Add the batch-wide resource and concurrency options."""
-    for decorator in reversed([
-        click.option("--max-concurrent", default=10, show_default=True,
-                     type=click.IntRange(1, 1000), help="Containers of this batch at once."),
-        click.option("--cpu", type=Decimal, help="vCPUs per job (default: the server's)."),
-        click.option("--memory-gb", type=Decimal, help="GB of memory per job."),
-        click.option("--max-runtime", type=click.IntRange(1, 6 * 3600),
-                     help="Seconds a job may run before it is stopped (bounds the overrun)."),
-        click.option("--spot", is_flag=True, help="Run on discounted, evictable capacity."),
-    ]):  # fmt: skip
+    for decorator in reversed(
+        [
+            click.option(
+                "--max-concurrent",
+                default=10,
+                show_default=True,
+                type=click.IntRange(1, 1000),
+                help="Containers of this batch at once.",
+            ),
+            click.option("--cpu", type=Decimal, help="vCPUs per job (default: the server's)."),
+            click.option("--memory-gb", type=Decimal, help="GB of memory per job."),
+            click.option(
+                "--max-runtime",
+                type=click.IntRange(1, 6 * 3600),
+                help="Seconds a job may run before it is stopped (bounds the overrun).",
+            ),
+            click.option("--spot", is_flag=True, help="Run on discounted, evictable capacity."),
+        ]
+    ):
         command = decorator(command)
     return command
 
@@ -128,9 +135,14 @@ def resource_options(command: Any) -> Any:
 @pass_cli
 @handles_api_errors
 def plan(
-    cli: Cli, manifest: Path, max_concurrent: int, cpu: Decimal | None,
-    memory_gb: Decimal | None, max_runtime: int | None, spot: bool,
-) -> None:  # fmt: skip
+    cli: Cli,
+    manifest: Path,
+    max_concurrent: int,
+    cpu: Decimal | None,
+    memory_gb: Decimal | None,
+    max_runtime: int | None,
+    spot: bool,
+) -> None:
     """Check MANIFEST and estimate its cost and time; nothing is created.
 
     Exits 2 if any row is invalid (after listing them all and estimating the rest).
@@ -139,12 +151,20 @@ def plan(
     _report_errors(cli, found)
     estimate = None
     if found.rows:
-        estimate = cli.client.plan(_plan_body(
-            found.rows, max_concurrent, cpu=cpu, memory_gb=memory_gb, max_runtime_s=max_runtime
-        ))  # fmt: skip
+        estimate = cli.client.plan(
+            _plan_body(
+                found.rows, max_concurrent, cpu=cpu, memory_gb=memory_gb, max_runtime_s=max_runtime
+            )
+        )
     if cli.is_json:
-        cli.emit({"valid_rows": len(found.rows), "errors": _errors_json(found),
-                  "estimate": estimate, "spot": spot})  # fmt: skip
+        cli.emit(
+            {
+                "valid_rows": len(found.rows),
+                "errors": _errors_json(found),
+                "estimate": estimate,
+                "spot": spot,
+            }
+        )
     elif estimate is not None:
         print_plan(estimate, valid=len(found.rows), invalid=len(found.errors), is_spot=spot)
     if found.errors:
@@ -180,7 +200,7 @@ def _upload_all(cli: Cli, rows: list[ManifestRow], parallel: int) -> dict[Path, 
 def _find_or_create(cli: Cli, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     found = cli.client.find_batch(name)
     if found is not None:
-        if found["state"] == "cancelled":
+        if found["state"] == BatchState.CANCELLED:
             raise CliError(f"batch {name!r} was cancelled; submit under another --name")
         return found, False
     try:
@@ -200,16 +220,30 @@ def _find_or_create(cli: Cli, name: str, body: dict[str, Any]) -> tuple[dict[str
 @resource_options
 @click.option("--name", help="Batch name (default: the manifest's file name).")
 @click.option("--skip-invalid", is_flag=True, help="Submit the valid rows, skip the others.")
-@click.option("--parallel", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Photos uploaded at once.")  # fmt: skip
+@click.option(
+    "--parallel",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Photos uploaded at once.",
+)
 @click.option("--rows-per-request", default=200, show_default=True, type=click.IntRange(1, 500))
 @pass_cli
 @handles_api_errors
 def submit(
-    cli: Cli, manifest: Path, budget: Decimal, max_concurrent: int, cpu: Decimal | None,
-    memory_gb: Decimal | None, max_runtime: int | None, spot: bool, name: str | None,
-    skip_invalid: bool, parallel: int, rows_per_request: int,
-) -> None:  # fmt: skip
+    cli: Cli,
+    manifest: Path,
+    budget: Decimal,
+    max_concurrent: int,
+    cpu: Decimal | None,
+    memory_gb: Decimal | None,
+    max_runtime: int | None,
+    spot: bool,
+    name: str | None,
+    skip_invalid: bool,
+    parallel: int,
+    rows_per_request: int,
+) -> None:
     """Upload MANIFEST's photos and create its batch and jobs (safe to run again)."""
     found = _load(cli, manifest)
     _report_errors(cli, found)
@@ -220,34 +254,49 @@ def submit(
     if not found.rows:
         raise CliError("no valid rows to submit")
     name = name or manifest.stem
-    body = {"budget_usd": str(budget), "max_concurrent": max_concurrent, "is_spot": spot,
-            **_resources(cpu, memory_gb, max_runtime)}  # fmt: skip
+    body = {
+        "budget_usd": str(budget),
+        "max_concurrent": max_concurrent,
+        "is_spot": spot,
+        **_resources(cpu, memory_gb, max_runtime),
+    }
     batch_found, is_new = _find_or_create(cli, name, body)
     if not is_new and not cli.is_json:
         click.echo(f"resuming batch {name!r} ({batch_found['id']})", err=True)
         if Decimal(batch_found["budget_usd"]) != budget:
-            click.echo(f"  its budget stays ${batch_found['budget_usd']}: change it with "
-                       f"clipyard batch budget {name} --set USD", err=True)  # fmt: skip
+            click.echo(
+                f"  its budget stays ${batch_found['budget_usd']}: change it with "
+                f"clipyard batch budget {name} --set USD",
+                err=True,
+            )
     uploads = _upload_all(cli, found.rows, parallel)
     created = 0
     with make_progress(cli.is_json) as progress:
         task = progress.add_task("jobs", total=len(found.rows))
         for start in range(0, len(found.rows), rows_per_request):
             chunk = found.rows[start : start + rows_per_request]
-            bodies = [r.body(uploads[r.photo_path] if r.photo_path else str(r.upload_id))
-                      for r in chunk]  # fmt: skip
+            bodies = [
+                r.body(uploads[r.photo_path] if r.photo_path else str(r.upload_id)) for r in chunk
+            ]
             results = cli.client.add_rows(batch_found["id"], bodies)
             created += sum(1 for r in results if r["is_created"])
             progress.advance(task, len(chunk))
-    summary = {"batch_id": batch_found["id"], "name": name, "rows": len(found.rows),
-               "created": created, "existing": len(found.rows) - created,
-               "skipped_invalid": len(found.errors)}  # fmt: skip
+    summary = {
+        "batch_id": batch_found["id"],
+        "name": name,
+        "rows": len(found.rows),
+        "created": created,
+        "existing": len(found.rows) - created,
+        "skipped_invalid": len(found.errors),
+    }
     if cli.is_json:
         cli.emit(summary)
         return
-    click.echo(f"batch {name!r} ({batch_found['id']}): {created} job(s) created, "
-               f"{summary['existing']} already there; budget ${batch_found['budget_usd']}, "
-               f"at most {batch_found['max_concurrent']} at once")  # fmt: skip
+    click.echo(
+        f"batch {name!r} ({batch_found['id']}): {created} job(s) created, "
+        f"{summary['existing']} already there; budget ${batch_found['budget_usd']}, "
+        f"at most {batch_found['max_concurrent']} at once"
+    )
     click.echo(f"follow it with: clipyard batch watch {name}")
 
 
@@ -267,32 +316,37 @@ def watch(cli: Cli, batch_ref: str, interval: float) -> None:
     with render_watch(cli.is_json) as show:
         while True:
             found = cli.client.resolve_batch(batch_ref)
-            failures = cli.client.jobs(batch_id=found["id"], state="failed", limit=5)["items"]
+            failures = cli.client.jobs(batch_id=found["id"], state=JobState.FAILED, limit=5)[
+                "items"
+            ]
             state.observe(found, time.monotonic())
             show(found, failures, state)
             counts = found["jobs_by_state"]
-            if counts and all(s in _TERMINAL for s in counts):
+            if counts and all(s in TERMINAL_JOB_STATES for s in counts):
                 break
-            if found["state"] == "paused" and not any(counts.get(s) for s in _RUNNING):
+            # While jobs hold a container, a paused batch still moves.
+            is_moving = any(counts.get(state) for state in ACTIVE_JOB_STATES)
+            if found["state"] == BatchState.PAUSED and not is_moving:
                 break
             time.sleep(interval)
-    if found["state"] == "paused" and not all(s in _TERMINAL for s in counts):
-        reason = found["paused_reason"] or "paused"
+    if found["state"] == BatchState.PAUSED and not all(s in TERMINAL_JOB_STATES for s in counts):
+        reason = found["paused_reason"] or BatchState.PAUSED
         click.echo(
             f"batch {found['name']} is paused ({reason}) with jobs still queued: raise its "
             f"budget with `clipyard batch budget {found['name']} --set USD` to resume",
             err=True,
         )
         sys.exit(EXIT_BATCH_PAUSED)
-    bad = sum(n for s, n in counts.items() if s != "succeeded")
+    bad = sum(n for s, n in counts.items() if s != JobState.SUCCEEDED)
     if bad:
         sys.exit(EXIT_JOBS_UNSUCCESSFUL)
 
 
 @batch.command()
 @click.argument("batch_ref", metavar="BATCH")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
 @click.option("--output", "-o", type=click.File("w"), default="-", help="File (default stdout).")
 @pass_cli
 @handles_api_errors
@@ -308,8 +362,17 @@ def report(cli: Cli, batch_ref: str, fmt: str, output: Any) -> None:
         json.dump(rows, output, indent=1)
         output.write("\n")
         return
-    columns = ["row_id", "job_id", "state", "attempts", "runtime_s", "cost_usd", "output_url",
-               "error_code", "error_message"]  # fmt: skip
+    columns = [
+        "row_id",
+        "job_id",
+        "state",
+        "attempts",
+        "runtime_s",
+        "cost_usd",
+        "output_url",
+        "error_code",
+        "error_message",
+    ]
     writer = csv.DictWriter(output, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
@@ -321,9 +384,11 @@ def _print_batch(cli: Cli, found: dict[str, Any], headline: str) -> None:
         return
     counts = ", ".join(f"{n} {s}" for s, n in sorted(found["jobs_by_state"].items())) or "no jobs"
     reason = f" ({found['paused_reason']})" if found.get("paused_reason") else ""
-    click.echo(f"{headline}: {found['name']} is {found['state']}{reason}; spent "
-               f"${found['spent_usd']} + reserved ${found['reserved_usd']} of "
-               f"${found['budget_usd']}; {counts}")  # fmt: skip
+    click.echo(
+        f"{headline}: {found['name']} is {found['state']}{reason}; spent "
+        f"${found['spent_usd']} + reserved ${found['reserved_usd']} of "
+        f"${found['budget_usd']}; {counts}"
+    )
 
 
 @batch.command()
@@ -333,7 +398,7 @@ def _print_batch(cli: Cli, found: dict[str, Any], headline: str) -> None:
 def cancel(cli: Cli, batch_ref: str) -> None:
     """Cancel BATCH: nothing more starts, running jobs are stopped."""
     found = cli.client.resolve_batch(batch_ref)
-    _print_batch(cli, cli.client.cancel_batch(found["id"]), "cancelled")
+    _print_batch(cli, cli.client.cancel_batch(found["id"]), BatchState.CANCELLED)
 
 
 @batch.command("retry-failed")
@@ -359,8 +424,10 @@ def list_(cli: Cli) -> None:
     click.echo(f"{'name':<30} {'state':<10} {'spent':>12} {'budget':>12}  id")
     for item in found:
         state = item["paused_reason"] or item["state"]
-        click.echo(f"{item['name'][:30]:<30} {state[:10]:<10} {item['spent_usd']:>12} "
-                   f"{item['budget_usd']:>12}  {item['id']}")  # fmt: skip
+        click.echo(
+            f"{item['name'][:30]:<30} {state[:10]:<10} {item['spent_usd']:>12} "
+            f"{item['budget_usd']:>12}  {item['id']}"
+        )
 
 
 @batch.command()

@@ -15,8 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-_ACTIVE = ("starting", "running")
-_DONE = ("succeeded", "failed", "cancelled", "timed_out")
+from taskmanager.states import ACTIVE_JOB_STATES, TERMINAL_JOB_STATES, PausedReason
 
 Show = Callable[[dict[str, Any], list[dict[str, Any]], "WatchState"], None]
 
@@ -90,7 +89,7 @@ class WatchState:
 
     def observe(self, batch: dict[str, Any], now: float) -> None:
         """Record how many jobs had ended at ``now``."""
-        done = sum(batch["jobs_by_state"].get(s, 0) for s in _DONE)
+        done = sum(batch["jobs_by_state"].get(s, 0) for s in TERMINAL_JOB_STATES)
         if self.first_done is None:
             self.first_done, self.first_at = done, now
         self.last_done, self.last_at = done, now
@@ -107,14 +106,20 @@ def summary(batch: dict[str, Any], state: WatchState) -> dict[str, Any]:
     """Return the figures the live view shows, as plain data (the --json lines)."""
     counts = batch["jobs_by_state"]
     total = sum(counts.values())
-    done = sum(counts.get(s, 0) for s in _DONE)
+    done = sum(counts.get(s, 0) for s in TERMINAL_JOB_STATES)
     return {
-        "batch_id": batch["id"], "name": batch["name"], "state": batch["state"],
-        "paused_reason": batch["paused_reason"], "jobs": total, "done": done,
-        "jobs_by_state": counts, "spent_usd": batch["spent_usd"],
-        "reserved_usd": batch["reserved_usd"], "budget_usd": batch["budget_usd"],
+        "batch_id": batch["id"],
+        "name": batch["name"],
+        "state": batch["state"],
+        "paused_reason": batch["paused_reason"],
+        "jobs": total,
+        "done": done,
+        "jobs_by_state": counts,
+        "spent_usd": batch["spent_usd"],
+        "reserved_usd": batch["reserved_usd"],
+        "budget_usd": batch["budget_usd"],
         "eta_s": state.eta_s(total),
-    }  # fmt: skip
+    }
 
 
 def _panel(batch: dict[str, Any], failures: list[dict[str, Any]], state: WatchState) -> Group:
@@ -127,17 +132,15 @@ def _panel(batch: dict[str, Any], failures: list[dict[str, Any]], state: WatchSt
         counts.add_row(name, str(count))
     eta = figures["eta_s"]
     status = batch["state"] + (f" ({batch['paused_reason']})" if batch["paused_reason"] else "")
+    active = sum(figures["jobs_by_state"].get(state, 0) for state in ACTIVE_JOB_STATES)
     lines = [
-        Text(
-            f"state: {status}   active: {sum(figures['jobs_by_state'].get(s, 0) for s in _ACTIVE)}"
-            f" of max {batch['max_concurrent']}"
-        ),
+        Text(f"state: {status}   active: {active} of max {batch['max_concurrent']}"),
         Text(
             f"spent ${batch['spent_usd']} + reserved ${batch['reserved_usd']} of budget "
             f"${batch['budget_usd']}   ETA {_seconds(eta) if eta is not None else 'unknown'}"
         ),
     ]
-    if batch["paused_reason"] == "budget_exhausted":
+    if batch["paused_reason"] == PausedReason.BUDGET_EXHAUSTED:
         lines.append(
             Text(
                 "paused: the budget cannot pay for another job; raise it with "

@@ -57,13 +57,20 @@ def handles_api_errors(command: Callable[P, R]) -> Callable[P, R]:
 def api_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--api`` and ``--token`` (from CLIPYARD_API_URL and CLIPYARD_TOKEN)."""
     command = click.option(
-        "--token", envvar="CLIPYARD_TOKEN", default=None, show_envvar=True,
+        "--token",
+        envvar="CLIPYARD_TOKEN",
+        default=None,
+        show_envvar=True,
         help="API token (default: the one saved by clipyard login).",
-    )(command)  # fmt: skip
+    )(command)
     return click.option(
-        "--api", "api_url", envvar="CLIPYARD_API_URL", default=None, show_envvar=True,
+        "--api",
+        "api_url",
+        envvar="CLIPYARD_API_URL",
+        default=None,
+        show_envvar=True,
         help="API base URL (default: the saved one, else http://127.0.0.1:8000).",
-    )(command)  # fmt: skip
+    )(command)
 
 
 def client_for(api_url: str | None, token: str | None) -> ApiClient:
@@ -82,9 +89,12 @@ def client_for(api_url: str | None, token: str | None) -> ApiClient:
 @click.option("--name", "token_name", default=None, help="Name of the token to create.")
 @handles_api_errors
 def login(
-    api_url: str | None, token: str | None, email: str | None, password: str | None,
+    api_url: str | None,
+    token: str | None,
+    email: str | None,
+    password: str | None,
     token_name: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Sign in and save an API token for this user (file readable by you only).
 
     With --token (or CLIPYARD_TOKEN) the given token is checked and saved instead.
@@ -98,10 +108,12 @@ def login(
         browser = ApiClient(Credentials(base, None), http=http)
         csrf = browser.post("/api/v1/auth/login", {"email": email, "password": password})
         created = browser.request(
-            "POST", "/api/v1/tokens", is_idempotent=False,
+            "POST",
+            "/api/v1/tokens",
+            is_idempotent=False,
             json={"name": token_name or f"clipyard CLI on {socket.gethostname()}"[:100]},
             headers={"X-CSRF-Token": csrf["csrf_token"]},
-        )  # fmt: skip
+        )
         with contextlib.suppress(ApiError):
             browser.request(
                 "POST", "/api/v1/auth/logout", headers={"X-CSRF-Token": csrf["csrf_token"]}

@@ -19,7 +19,7 @@ from taskmanager.batches.manifest import parse_crop
 from taskmanager.cli.apiclient import ApiClient
 from taskmanager.cli.context import EXIT_JOBS_UNSUCCESSFUL, CliError, fail_unavailable
 from taskmanager.cli.login import api_options, client_for, handles_api_errors
-from taskmanager.states import TERMINAL_JOB_STATES
+from taskmanager.states import TERMINAL_JOB_STATES, JobState
 
 _POLL_S = 0.5
 _DOWNLOAD_CHUNK = 1024 * 1024
@@ -46,15 +46,18 @@ def crop_option(text: str | None) -> dict[str, int] | None:
 def wait_for(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     """Show the job's progress until it reaches a terminal state; return it then."""
     columns = (
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, transient=False) as progress:
         bar = progress.add_task(job["state"], total=1.0)
         while job["state"] not in TERMINAL_JOB_STATES:
             time.sleep(_POLL_S)
             job = client.get_job(job["id"])
             progress.update(bar, completed=job["progress"], description=job["state"])
-        if job["state"] == "succeeded":
+        if job["state"] == JobState.SUCCEEDED:
             progress.update(bar, completed=1.0)
     return job
 
@@ -82,20 +85,30 @@ def download(client: ApiClient, job_id: str, target: Path) -> int:
 @api_options
 @click.option("--template", "-t", required=True, help="Template name (see the web app).")
 @click.option(
-    "--image", "-i", required=True, help="The photo.",
+    "--image",
+    "-i",
+    required=True,
+    help="The photo.",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-)  # fmt: skip
+)
 @click.option("--crop", help="Part of the photo to use: x,y,width,height in pixels.")
 @click.option("--wait", is_flag=True, help="Show progress until the job ends.")
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
     help="With --wait: also download the video here.",
-)  # fmt: skip
+)
 @handles_api_errors
 def submit(
-    api_url: str | None, token: str | None, template: str, image: Path, crop: str | None,
-    wait: bool, output: Path | None,
-) -> None:  # fmt: skip
+    api_url: str | None,
+    token: str | None,
+    template: str,
+    image: Path,
+    crop: str | None,
+    wait: bool,
+    output: Path | None,
+) -> None:
     """Composite one photo into a template; print the job (and, with --wait, the video)."""
     if output is not None and not wait:
         raise CliError("--output needs --wait")
@@ -109,7 +122,7 @@ def submit(
     if not wait:
         return
     job = wait_for(client, job)
-    if job["state"] != "succeeded":
+    if job["state"] != JobState.SUCCEEDED:
         reason = job.get("error_message") or job.get("error_code") or "no reason recorded"
         raise JobUnsuccessful(f"job {job['id']} {job['state']}: {reason}")
     click.echo(f"video: {client.base}{job['result_url']}")

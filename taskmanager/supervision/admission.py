@@ -7,29 +7,23 @@ never together exceed a cap or a budget.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import bindparam, case, func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.orm import Session
 
 from taskmanager.cost import estimate_job_cost
 from taskmanager.models import Batch, Job, Run, Template
 from taskmanager.settings import Settings
-from taskmanager.supervision.runtime import Enqueuer
+from taskmanager.states import LIVE_RUN_STATES, BatchState, PausedReason
 
 log = structlog.get_logger(__name__)
 
 # Arbitrary constant naming clipyard's admission lock among PostgreSQL advisory locks.
 ADMISSION_LOCK_KEY = 0x636C6970  # "clip"
-LIVE_RUN_STATES = ("pending", "launching", "running")
-# Why a batch stopped admitting: its budget cannot pay for another job.
-BUDGET_EXHAUSTED = "budget_exhausted"
-# An open batch whose next job must wait for running ones to settle their reservations.
-BUDGET_WAIT = "budget_wait"
 
 
 @dataclass(frozen=True)
@@ -62,26 +56,6 @@ _COUNT_LIVE_RUNS = (
     .select_from(Run)
     .join(Job, Job.id == Run.job_id)
     .where(_LIVE_RUNS)
-)
-_LIVE_IN_BATCH = (
-    select(func.count())
-    .select_from(Run)
-    .join(Job, Job.id == Run.job_id)
-    .where(Job.batch_id == bindparam("batch_id"), _LIVE_RUNS)
-    .scalar_subquery()
-)
-_FREE_SLOTS = (
-    select(Batch.max_concurrent - _LIVE_IN_BATCH)
-    .where(Batch.id == bindparam("batch_id"), Batch.state == "open")
-    .scalar_subquery()
-)
-# The batch's queued jobs, oldest first, as many as it has free slots (the LIMIT): no
-# such batch, or not open, is NULL, so no rows; never a negative LIMIT.
-_NEXT_IN_BATCH = (
-    select(Job.id, Job.max_runtime_s)
-    .where(Job.batch_id == bindparam("batch_id"), Job.state == "queued")
-    .order_by(Job.created_at, Job.id)
-    .limit(func.greatest(0, func.coalesce(_FREE_SLOTS, 0)))
 )
 
 
@@ -137,9 +111,13 @@ def _check_create_rate(session: Session, settings: Settings) -> Admission | None
 
 
 def _admit_to_batch(
-    session: Session, batch: Batch, job: Job, template: Template, settings: Settings,
+    session: Session,
+    batch: Batch,
+    job: Job,
+    template: Template,
+    settings: Settings,
     running: int,
-) -> Admission:  # fmt: skip
+) -> Admission:
     """Apply the batch's concurrency cap and budget; reserve the estimate if admitted.
 
     ``batch`` is locked; ``running`` is its live runs, counted after it was locked.
@@ -148,7 +126,7 @@ def _admit_to_batch(
     frees up, and whoever frees it (an attempt ending, the budget raised) wakes the
     batch's next jobs (``wake_batch``).
     """
-    if batch.state != "open":
+    if batch.state != BatchState.OPEN:
         return _refuse(batch.paused_reason or f"batch_{batch.state}", None)
     if running >= batch.max_concurrent:
         return _refuse("batch_max_concurrent", None)
@@ -157,71 +135,11 @@ def _admit_to_batch(
         if running > 0:
             # Running jobs may cost less than reserved: decide once they have settled
             # (settle_batch clears the mark, so the reconciler leaves the batch alone).
-            batch.paused_reason = BUDGET_WAIT
-            return _refuse(BUDGET_WAIT, None)
-        batch.state = "paused"
-        batch.paused_reason = BUDGET_EXHAUSTED
-        log.info("batch paused", batch_id=str(batch.id), reason=BUDGET_EXHAUSTED)
-        return _refuse(BUDGET_EXHAUSTED, None)
+            batch.paused_reason = PausedReason.BUDGET_WAIT
+            return _refuse(PausedReason.BUDGET_WAIT, None)
+        batch.state = BatchState.PAUSED
+        batch.paused_reason = PausedReason.BUDGET_EXHAUSTED
+        log.info("batch paused", batch_id=str(batch.id), reason=PausedReason.BUDGET_EXHAUSTED)
+        return _refuse(PausedReason.BUDGET_EXHAUSTED, None)
     batch.reserved_usd += estimate
     return Admission(is_admitted=True, reserved_usd=estimate)
-
-
-def waiting_batch_jobs(session: Session, batch_id: uuid.UUID) -> list[tuple[uuid.UUID, int]]:
-    """Return (id, max_runtime_s) of the queued jobs next in line for a free batch slot.
-
-    As many as the batch has free slots, oldest first; none unless the batch is open.
-    One statement (the free slots are its LIMIT): finishing runs it while every other
-    manager of the batch waits for the batch row it holds.
-    """
-    rows = session.execute(_NEXT_IN_BATCH, {"batch_id": batch_id}).all()
-    return [(job_id, max_runtime) for job_id, max_runtime in rows]
-
-
-def wake_batch(sessions: sessionmaker[Session], enqueuer: Enqueuer, batch_id: uuid.UUID) -> int:
-    """Wake managers for the batch's next queued jobs, one per free slot; return how many.
-
-    Call after the transaction that freed a slot (or raised the budget) has committed.
-    Each wake-up is the job's own unique queue entry: waking a job that is already
-    waiting in the queue adds nothing, and waking one a manager is admitting right now
-    runs once more shortly after (it then finds the job started, or takes the slot),
-    so a freed slot is never left unclaimed and no job is admitted twice.
-    """
-    with sessions() as session:
-        waiting = waiting_batch_jobs(session, batch_id)
-    wake_jobs(enqueuer, waiting)
-    return len(waiting)
-
-
-def wake_jobs(enqueuer: Enqueuer, waiting: list[tuple[uuid.UUID, int]]) -> None:
-    """Enqueue the batch jobs ``waiting_batch_jobs`` chose (after their transaction)."""
-    for job_id, max_runtime in waiting:
-        try:
-            enqueuer.enqueue(job_id, is_batch=True, max_runtime_s=max_runtime)
-        except Exception as exc:  # Redis down: the reconciler wakes them from Postgres
-            log.warning("batch wake-up failed", job_id=str(job_id), error=str(exc))
-            return
-
-
-def settle_batch(
-    session: Session, batch_id: uuid.UUID, reserved_usd: Decimal, actual_cost: Decimal
-) -> Batch:
-    """Replace an attempt's reservation in its batch by what it actually cost.
-
-    One UPDATE, last in the finishing transaction: every manager finishing or admitting
-    one of the batch's jobs needs this row, so it is held for as short a time as can be.
-    """
-    return session.execute(
-        update(Batch)
-        .where(Batch.id == batch_id)
-        .values(
-            reserved_usd=func.greatest(0, Batch.reserved_usd - reserved_usd),
-            spent_usd=Batch.spent_usd + actual_cost,
-            # Money may have come free: the next wake-up decides.
-            paused_reason=case(
-                (Batch.paused_reason == BUDGET_WAIT, None), else_=Batch.paused_reason
-            ),
-        )
-        .returning(Batch)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalar_one()

@@ -8,6 +8,8 @@ the backend still has, when the attempt ends.
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable
 from typing import BinaryIO, cast
 
 from taskmanager.backends.base import ContainerBackend
@@ -17,10 +19,12 @@ from taskmanager.supervision.progress import ProgressTracker
 class ContainerLog:
     """Reads new log lines from the backend into a tracker and a spool file."""
 
-    def __init__(self, backend: ContainerBackend, name: str) -> None:
+    def __init__(
+        self, backend: ContainerBackend, name: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.backend = backend
         self.name = name
-        self.tracker = ProgressTracker()
+        self.tracker = ProgressTracker(clock)
         self.cursor = 0
         # Closed by close(), which the supervisor calls when the attempt is done with.
         self.spool = cast(BinaryIO, tempfile.TemporaryFile())  # noqa: SIM115

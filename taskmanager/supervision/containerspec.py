@@ -6,13 +6,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from taskmanager.backends.base import ContainerSpec
+from taskmanager.backends.base import APP_TAG, ContainerSpec
 from taskmanager.models import Job, Run, Template, Upload
 from taskmanager.settings import Settings
 from taskmanager.storage import Storage
 from taskmanager.storage.keys import output_key
 
-APP_TAG = "clipyard"
 OUTPUT_VIDEO = "video.mp4"
 OUTPUT_POSTER = "poster.jpg"
 
@@ -59,6 +58,7 @@ def build_spec(
     lease_token: int,
     template: Template,
     upload: Upload,
+    *,
     storage: Storage,
     settings: Settings,
 ) -> ContainerSpec:

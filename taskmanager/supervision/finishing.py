@@ -1,27 +1,23 @@
-"""End an attempt: classify how it ended, bill it, save its log, retry or finish the job."""
+"""End an attempt: bill it, save its log, then retry or finish the job, under the lease."""
 
 from __future__ import annotations
 
-import random
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy.orm import Session
 
-from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
+from taskmanager.backends.base import BackendError
+from taskmanager.batches.ledger import settle_batch, waiting_batch_jobs, wake_jobs
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Job, Run
-from taskmanager.states import JobState, RunState
+from taskmanager.states import FailureKind, JobState, RunState
 from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
-from taskmanager.supervision.admission import settle_batch, waiting_batch_jobs, wake_jobs
-from taskmanager.supervision.containerlog import ContainerLog
+from taskmanager.supervision.attempt import AttemptRef, LeasedAttempt
 from taskmanager.supervision.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
+from taskmanager.supervision.outcome import CAPACITY_KINDS, Outcome, backoff_delay
 from taskmanager.supervision.progress import ProgressTracker
-from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import (
     ConcurrentChange,
     lock_job_and_run,
@@ -29,154 +25,6 @@ from taskmanager.transitions import (
     transition_job,
     transition_run,
 )
-
-log = structlog.get_logger(__name__)
-
-# Backend details that another attempt cannot fix.
-_PERMANENT_DETAILS = {
-    "image_pull": "the container image could not be pulled: check the image name and registry",
-    "provisioning_failed": "the container group could not be provisioned: check its spec",
-}
-# Failures of capacity, not of the job: retried without using up an attempt.
-_CAPACITY_KINDS = frozenset({"evicted", "capacity"})
-
-# The compositor's documented exit codes (see jobimages): 2 bad input, 3 storage.
-EXIT_BAD_INPUT = 2
-EXIT_STORAGE = 3
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended and whether another attempt could do better."""
-
-    run_state: RunState
-    failure_kind: str | None
-    is_retryable: bool
-    exit_code: int | None = None
-    message: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    peak_rss_mb: float | None = None
-    cpu_seconds: float | None = None
-    # The backend's own advice on when to try again (Retry-After), if it gave one.
-    retry_after_s: float | None = None
-    # False when no container ever ran (refused, or cancelled first): nothing to bill.
-    is_launched: bool = True
-
-    @classmethod
-    def _of(
-        cls,
-        status: ContainerStatus,
-        run_state: RunState,
-        failure_kind: str | None,
-        *,
-        is_retryable: bool,
-        message: str | None,
-    ) -> Outcome:
-        return cls(
-            run_state,
-            failure_kind,
-            is_retryable,
-            exit_code=status.exit_code,
-            message=message,
-            started_at=status.started_at,
-            finished_at=status.finished_at,
-            peak_rss_mb=status.peak_rss_mb,
-            cpu_seconds=status.cpu_seconds,
-        )
-
-    @classmethod
-    def from_status(cls, status: ContainerStatus, tracker: ProgressTracker) -> Outcome:
-        """Classify a container that ended on its own (or vanished).
-
-        What the backend says about why (evicted, image pull) outranks how it ended.
-        """
-        message = tracker.error_message() or _tail_message(tracker)
-        if status.detail in _PERMANENT_DETAILS:
-            return cls._of(
-                status, RunState.FAILED, status.detail, is_retryable=False,
-                message=_PERMANENT_DETAILS[status.detail],
-            )  # fmt: skip
-        if status.detail == "evicted":
-            return cls._of(
-                status, RunState.FAILED, "evicted", is_retryable=True,
-                message="Spot capacity was reclaimed (evicted)",
-            )  # fmt: skip
-        if status.state in (ContainerState.LOST, ContainerState.NOT_FOUND):
-            return cls._of(
-                status, RunState.LOST, "lost", is_retryable=True,
-                message="the container vanished without an exit code",
-            )  # fmt: skip
-        code = status.exit_code
-        if code == 0:
-            return cls._of(status, RunState.SUCCEEDED, None, is_retryable=False, message=None)
-        if code == EXIT_BAD_INPUT:
-            return cls._of(
-                status, RunState.FAILED, "bad_input", is_retryable=False, message=message
-            )
-        if code == EXIT_STORAGE:
-            return cls._of(status, RunState.FAILED, "storage", is_retryable=True, message=message)
-        kind = "killed" if status.detail in ("oom_or_killed", "oom", "killed") else "crash"
-        message = message or f"the container exited with code {code}"
-        return cls._of(status, RunState.FAILED, kind, is_retryable=True, message=message)
-
-    @classmethod
-    def stopped(cls, reason: str, status: ContainerStatus, tracker: ProgressTracker) -> Outcome:
-        """Classify a container the manager stopped: cancelled, deadline or stalled."""
-        if reason == "cancelled":
-            return cls._of(
-                status, RunState.CANCELLED, "cancelled", is_retryable=False, message="cancelled"
-            )
-        if reason == "deadline":
-            return cls._of(
-                status, RunState.TIMED_OUT, "deadline", is_retryable=False,
-                message="the job ran past its max_runtime_s and was stopped",
-            )  # fmt: skip
-        return cls._of(
-            status, RunState.TIMED_OUT, "stalled", is_retryable=True,
-            message=f"no progress for too long ({tracker.done}/{tracker.total} done)",
-        )  # fmt: skip
-
-    @classmethod
-    def not_launched(cls) -> Outcome:
-        """Classify an attempt cancelled before its container was started."""
-        return cls(
-            RunState.CANCELLED, "cancelled", False, message="cancelled before launch",
-            is_launched=False,
-        )  # fmt: skip
-
-    @classmethod
-    def launch_failed(cls, error: BackendError) -> Outcome:
-        """Classify a launch the backend refused: capacity and rate limits come back later."""
-        kind = "capacity" if error.is_retryable else "launch"
-        return cls(
-            RunState.FAILED, kind, error.is_retryable, message=str(error),
-            retry_after_s=error.retry_after_s, is_launched=False,
-        )  # fmt: skip
-
-
-def _tail_message(tracker: ProgressTracker) -> str | None:
-    return tracker.tail[-1] if tracker.tail else None
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
-    """Return the wait before the next attempt: exponential, capped, with jitter.
-
-    "Equal jitter": half the exponential delay is kept, half is random, so retries of
-    many jobs that failed together spread out but none retries at once.
-    """
-    delay = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return float(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - not for security
-
-
-@dataclass(frozen=True)
-class AttemptRef:
-    """What identifies an attempt, known to its manager without asking the database."""
-
-    run_id: uuid.UUID
-    job_id: uuid.UUID
-    attempt: int
-    container_name: str
 
 
 def record_progress(session: Session, ref: AttemptRef, tracker: ProgressTracker) -> bool:
@@ -188,66 +36,79 @@ def record_progress(session: Session, ref: AttemptRef, tracker: ProgressTracker)
         return False
     tracker.has_new_progress = False
     record_event(
-        session, ref.job_id, "progress",
+        session,
+        ref.job_id,
+        "progress",
         {"done": tracker.done, "total": tracker.total, "progress": tracker.fraction},
-        run_id=ref.run_id, holds_job_lock=True,
-    )  # fmt: skip
+        run_id=ref.run_id,
+        holds_job_lock=True,
+    )
     return True
 
 
-def save_log(rt: Runtime, ref: AttemptRef, token: int, container_log: ContainerLog) -> str | None:
+def save_log(attempt: LeasedAttempt) -> str | None:
     """Store the attempt's whole log (as spooled while watching); return its key."""
+    container_log = attempt.container_log
     if container_log.cursor == 0:
         container_log.read_all()  # never watched (launch refused, cancelled): take what is left
     spool = container_log.spool
     if spool.tell() == 0:
         return None
     spool.seek(0)
-    key = log_key(ref.job_id, ref.attempt, token)
-    rt.storage.upload(key, spool, content_type="text/plain; charset=utf-8")
+    key = log_key(attempt.ref.job_id, attempt.ref.attempt, attempt.token)
+    attempt.runtime.storage.upload(key, spool, content_type="text/plain; charset=utf-8")
     return key
 
 
-def finish_attempt(
-    rt: Runtime,
-    ref: AttemptRef,
-    token: int,
-    outcome: Outcome,
-    container_log: ContainerLog,
-    bound: structlog.BoundLogger,
-) -> None:
+def finish_attempt(attempt: LeasedAttempt, outcome: Outcome) -> None:
     """Record the attempt's end (under the lease) and finish or retry the job."""
-    settings = rt.settings
+    runtime, ref, tracker = attempt.runtime, attempt.ref, attempt.container_log.tracker
+    settings = runtime.settings
     try:
-        log_blob = save_log(rt, ref, token, container_log)
+        log_blob = save_log(attempt)
     except (BackendError, StorageError) as exc:
-        bound.warning("could not save the container log", error=str(exc))
+        attempt.log.warning("could not save the container log", error=str(exc))
         log_blob = None
     retry_delay: float | None = None
     try:
-        with rt.sessions.begin() as session:
+        with runtime.sessions.begin() as session:
             job, run, db_now = lock_job_and_run(session, ref.job_id, ref.run_id)
             billed = _billed_seconds(outcome, run, db_now)
             cost = container_cost(
-                PriceTable.from_settings(settings), billed, run.cpu, run.memory_gb,
+                PriceTable.from_settings(settings),
+                billed,
+                run.cpu,
+                run.memory_gb,
                 is_spot=run.is_spot,
-            )  # fmt: skip
+            )
             # What the container printed after the last heartbeat comes first in the
             # job's history, then the end; a lost lease below rolls it all back.
-            has_progress = record_progress(session, ref, container_log.tracker)
+            has_progress = record_progress(session, ref, tracker)
             transition_run(
-                session, run, outcome.run_state, lease_token=token,
-                data={"exit_code": outcome.exit_code, "failure_kind": outcome.failure_kind,
-                      "cost_usd": str(cost), "billed_seconds": round(billed, 3)},
-                exit_code=outcome.exit_code, failure_kind=outcome.failure_kind,
-                billed_seconds=billed, cost_usd=cost, log_key=log_blob,
-                peak_rss_mb=outcome.peak_rss_mb, cpu_seconds=outcome.cpu_seconds,
-                holds_job_lock=True, **_container_times(outcome),
-            )  # fmt: skip
+                session,
+                run,
+                outcome.run_state,
+                lease_token=attempt.token,
+                data={
+                    "exit_code": outcome.exit_code,
+                    "failure_kind": outcome.failure_kind,
+                    "cost_usd": str(cost),
+                    "billed_seconds": round(billed, 3),
+                },
+                exit_code=outcome.exit_code,
+                failure_kind=outcome.failure_kind,
+                billed_seconds=billed,
+                cost_usd=cost,
+                log_key=log_blob,
+                peak_rss_mb=outcome.peak_rss_mb,
+                cpu_seconds=outcome.cpu_seconds,
+                holds_job_lock=True,
+                **_container_times(outcome),
+            )
             reserved = job.reserved_usd
             target, changes = _job_target(job, outcome)
             if has_progress:
-                changes.setdefault("progress", container_log.tracker.fraction)
+                changes.setdefault("progress", tracker.fraction)
             changes.update(actual_cost_usd=job.actual_cost_usd + cost, reserved_usd=0)
             if target is JobState.RETRY_WAIT:
                 retry_delay = outcome.retry_after_s or backoff_delay(
@@ -255,10 +116,14 @@ def finish_attempt(
                 )
                 changes["next_attempt_at"] = db_now + timedelta(seconds=retry_delay)
             transition_job(
-                session, job, target, reason=outcome.failure_kind or "succeeded", run_id=run.id,
+                session,
+                job,
+                target,
+                reason=outcome.failure_kind or "succeeded",
+                run_id=run.id,
                 data={"attempt": run.attempt, "cost_usd": str(cost), "retry_in_s": retry_delay},
                 **changes,
-            )  # fmt: skip
+            )
             batch_id, max_runtime = job.batch_id, job.max_runtime_s
             waiting = []
             if batch_id is not None:
@@ -267,23 +132,27 @@ def finish_attempt(
                 # the batch's next jobs are chosen here and woken right after it.
                 waiting = waiting_batch_jobs(session, batch_id)
     except ConcurrentChange:
-        bound.warning("lease lost before finishing; the new manager finishes the run")
+        attempt.log.warning("lease lost before finishing; the new manager finishes the run")
         return
-    is_batch = batch_id is not None
-    wake_jobs(rt.enqueuer, waiting)
+    wake_jobs(runtime.enqueuer, waiting)
     try:
-        rt.backend.remove(ref.container_name)
+        runtime.backend.remove(ref.container_name)
     except BackendError as exc:
         # The run is finished either way; the reconciler deletes the leftover later.
-        bound.warning("could not remove the container; the janitor will", error=str(exc))
-    bound.info(
+        attempt.log.warning("could not remove the container; the janitor will", error=str(exc))
+    attempt.log.info(
         "attempt finished",
-        run_state=outcome.run_state.value, job_state=target.value, cost_usd=str(cost),
+        run_state=outcome.run_state.value,
+        job_state=target.value,
+        cost_usd=str(cost),
         failure_kind=outcome.failure_kind,
-    )  # fmt: skip
+    )
     if retry_delay is not None:
-        rt.enqueuer.enqueue(
-            ref.job_id, is_batch=is_batch, max_runtime_s=max_runtime, delay_s=retry_delay
+        runtime.enqueuer.enqueue(
+            ref.job_id,
+            is_batch=batch_id is not None,
+            max_runtime_s=max_runtime,
+            delay_s=retry_delay,
         )
 
 
@@ -316,12 +185,12 @@ def _job_target(job: Job, outcome: Outcome) -> tuple[JobState, dict[str, Any]]:
         "error_code": outcome.failure_kind,
         "error_message": outcome.message,
     }
-    if outcome.failure_kind == "deadline":
+    if outcome.failure_kind is FailureKind.DEADLINE:
         return JobState.TIMED_OUT, failure
-    if outcome.failure_kind in _CAPACITY_KINDS:
+    if outcome.failure_kind in CAPACITY_KINDS:
         # The capacity's fault, not the job's: no attempt is used up. An eviction is
         # counted apart; after spot_max_evictions the supervisor falls back to Regular.
-        evicted = outcome.failure_kind == "evicted"
+        evicted = outcome.failure_kind is FailureKind.EVICTED
         return JobState.RETRY_WAIT, {
             **failure,
             "evictions": job.evictions + int(evicted),

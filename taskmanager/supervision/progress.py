@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,14 +17,22 @@ _TAIL_LINES = 20
 
 @dataclass
 class ProgressTracker:
-    """Follow one container's output: progress, the final event, the last lines."""
+    """Follow one container's output: progress, the final event, the last lines.
 
+    ``clock`` (monotonic seconds) times how long progress has stood still; tests pass
+    a simulated one.
+    """
+
+    clock: Callable[[], float] = time.monotonic
     done: int = 0
     total: int = 0
     final: dict[str, Any] | None = None
-    last_change_at: float = field(default_factory=time.monotonic)
+    last_change_at: float = field(init=False)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=_TAIL_LINES))
     has_new_progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.last_change_at = self.clock()
 
     @property
     def fraction(self) -> float:
@@ -63,11 +72,11 @@ class ProgressTracker:
             self._touch()
 
     def _touch(self) -> None:
-        self.last_change_at = time.monotonic()
+        self.last_change_at = self.clock()
 
     def seconds_since_change(self) -> float:
         """Return how long no progress has been reported."""
-        return time.monotonic() - self.last_change_at
+        return self.clock() - self.last_change_at
 
     def error_message(self) -> str | None:
         """Return the container's own error message, if it reported one."""

@@ -20,10 +20,11 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from taskmanager.backends.base import APP_TAG, ContainerStatus
+from taskmanager.batches.ledger import waiting_batch_jobs
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
-from taskmanager.supervision.admission import LIVE_RUN_STATES, waiting_batch_jobs
-from taskmanager.supervision.containerspec import APP_TAG
+from taskmanager.states import LIVE_RUN_STATES, BatchState, JobState
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import record_event
 
@@ -42,10 +43,10 @@ class ReconcileReport:
     is_skipped: bool = False
 
 
-def reconcile(rt: Runtime) -> ReconcileReport:
+def reconcile(runtime: Runtime) -> ReconcileReport:
     """Run one reconciliation pass (or skip it if another reconciler holds the lock)."""
     report = ReconcileReport()
-    with rt.engine.connect() as connection:
+    with runtime.engine.connect() as connection:
         locked = connection.execute(
             text("SELECT pg_try_advisory_lock(:key)"), {"key": RECONCILE_LOCK_KEY}
         ).scalar()
@@ -53,9 +54,9 @@ def reconcile(rt: Runtime) -> ReconcileReport:
             report.is_skipped = True
             return report
         try:
-            _wake_stale_runs(rt, report)
-            _requeue_lost_wakeups(rt, report)
-            _remove_leaked_containers(rt, report)
+            _wake_stale_runs(runtime, report)
+            _requeue_lost_wakeups(runtime, report)
+            _remove_leaked_containers(runtime, report)
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILE_LOCK_KEY})
             connection.commit()
@@ -69,9 +70,9 @@ def reconcile(rt: Runtime) -> ReconcileReport:
     return report
 
 
-def _wake_stale_runs(rt: Runtime, report: ReconcileReport) -> None:
-    ttl = text(f"interval '{float(rt.settings.lease_ttl_s)} seconds'")
-    with rt.sessions.begin() as session:
+def _wake_stale_runs(runtime: Runtime, report: ReconcileReport) -> None:
+    ttl = text(f"interval '{float(runtime.settings.lease_ttl_s)} seconds'")
+    with runtime.sessions.begin() as session:
         rows = session.execute(
             select(Run.id, Run.job_id, Job.batch_id, Job.max_runtime_s, Run.lease_token)
             .join(Job, Job.id == Run.job_id)
@@ -82,7 +83,7 @@ def _wake_stale_runs(rt: Runtime, report: ReconcileReport) -> None:
         ).all()
         for run_id, job_id, batch_id, max_runtime, token in rows:
             # A wake key of its own: the dead manager's TaskTiger entry may look active.
-            rt.enqueuer.enqueue(
+            runtime.enqueuer.enqueue(
                 job_id,
                 is_batch=batch_id is not None,
                 max_runtime_s=max_runtime,
@@ -102,24 +103,26 @@ def _last_event_kind(session: Session, job_id: uuid.UUID) -> str | None:
     ).first()
 
 
-def _requeue_lost_wakeups(rt: Runtime, report: ReconcileReport) -> None:
-    with rt.sessions.begin() as session:
+def _requeue_lost_wakeups(runtime: Runtime, report: ReconcileReport) -> None:
+    with runtime.sessions.begin() as session:
         rows: list[tuple[uuid.UUID, uuid.UUID | None, int]] = [
             (job_id, batch_id, max_runtime)
             for job_id, batch_id, max_runtime in session.execute(
                 select(Job.id, Job.batch_id, Job.max_runtime_s).where(
                     # A batch's queued jobs wait for a free slot, not a wake-up of their
                     # own: they are handled per batch below. Due retries re-enter admission.
-                    ((Job.state == "queued") & Job.batch_id.is_(None))
-                    | ((Job.state == "retry_wait") & (Job.next_attempt_at <= func.now()))
+                    ((Job.state == JobState.QUEUED) & Job.batch_id.is_(None))
+                    | ((Job.state == JobState.RETRY_WAIT) & (Job.next_attempt_at <= func.now()))
                 )
             )
         ]
         open_batches = session.scalars(
             select(Batch.id).where(
-                Batch.state == "open",
+                Batch.state == BatchState.OPEN,
                 Batch.paused_reason.is_(None),  # not waiting for running jobs' money
-                select(Job.id).where(Job.batch_id == Batch.id, Job.state == "queued").exists(),
+                select(Job.id)
+                .where(Job.batch_id == Batch.id, Job.state == JobState.QUEUED)
+                .exists(),
             )
         ).all()
         for open_batch in open_batches:
@@ -131,34 +134,34 @@ def _requeue_lost_wakeups(rt: Runtime, report: ReconcileReport) -> None:
             ]
         for job_id, batch_id, max_runtime in rows:
             is_batch = batch_id is not None
-            if rt.enqueuer.is_queued(job_id, is_batch=is_batch):
+            if runtime.enqueuer.is_queued(job_id, is_batch=is_batch):
                 continue
-            rt.enqueuer.enqueue(job_id, is_batch=is_batch, max_runtime_s=max_runtime)
+            runtime.enqueuer.enqueue(job_id, is_batch=is_batch, max_runtime_s=max_runtime)
             record_event(session, job_id, "requeued", {"reason": "no queue entry"})
             report.requeued.append(job_id)
             log.info("queue entry missing: requeued", job_id=str(job_id))
 
 
-def _remove_leaked_containers(rt: Runtime, report: ReconcileReport) -> None:
-    prices = PriceTable.from_settings(rt.settings)
-    for container in rt.backend.list_ours():
+def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None:
+    prices = PriceTable.from_settings(runtime.settings)
+    for container in runtime.backend.list_ours():
         if container.tags.get("app", APP_TAG) != APP_TAG:
             continue
-        with rt.sessions.begin() as session:
+        with runtime.sessions.begin() as session:
             run = session.scalars(select(Run).where(Run.container_name == container.name)).first()
             if run is not None and run.state in LIVE_RUN_STATES:
                 continue  # a live run's container, never touched here
-            rt.backend.remove(container.name)
+            runtime.backend.remove(container.name)
             report.removed_containers.append(container.name)
             _charge_leak(session, run, container.status, prices)
             log.info("leaked container removed", container=container.name)
 
 
-def _charge_leak(session: Session, run: Run | None, status: object, prices: PriceTable) -> None:
+def _charge_leak(
+    session: Session, run: Run | None, status: ContainerStatus, prices: PriceTable
+) -> None:
     """Book what a leaked container cost to its job, unless its run already paid."""
-    from taskmanager.backends.base import ContainerStatus
-
-    if run is None or not isinstance(status, ContainerStatus):
+    if run is None:
         return
     if run.cost_usd is not None:
         record_event(
@@ -176,6 +179,9 @@ def _charge_leak(session: Session, run: Run | None, status: object, prices: Pric
     job = session.get_one(Job, run.job_id)
     job.actual_cost_usd += cost
     record_event(
-        session, run.job_id, "leaked_container_removed",
-        {"container": run.container_name, "cost_usd": str(cost)}, run_id=run.id,
-    )  # fmt: skip
+        session,
+        run.job_id,
+        "leaked_container_removed",
+        {"container": run.container_name, "cost_usd": str(cost)},
+        run_id=run.id,
+    )

@@ -1,10 +1,8 @@
-"""The TaskTiger task functions and the per-process runtime they use.
+"""What a worker process does with a ``supervise`` task: run the supervisor on its runtime.
 
-TaskTiger imports a task by its dotted path in the worker and calls it in a forked
-child, so these are plain module-level functions; options (queue, hard timeout,
-retries, uniqueness) are given where the task is enqueued (``queueing.py``). The
-runtime is installed once per worker process (``worker.py``) before any fork; no
-TaskTiger instance is needed at import time.
+TaskTiger imports ``taskmanager.queueing.supervise`` by its dotted path and calls it in
+the worker (in-process: see ``worker.py``); that function hands the job to the handlers
+installed here once per process, before the worker serves its queues.
 """
 
 from __future__ import annotations
@@ -19,50 +17,41 @@ from taskmanager.supervision.leases import manager_id
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 
-_runtime: Runtime | None = None
-_runtime_pid: int | None = None
 
+class SupervisionHandlers:
+    """Runs ``supervise`` tasks on one process's runtime, made fork-safe on first use."""
 
-def install_runtime(runtime: Runtime) -> None:
-    """Make ``runtime`` the one this process's tasks use."""
-    global _runtime, _runtime_pid
-    _runtime, _runtime_pid = runtime, os.getpid()
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._pid = os.getpid()
 
+    def current_runtime(self) -> Runtime:
+        """Return the runtime, made safe to use in a freshly forked child."""
+        if self._pid != os.getpid():
+            # Connections inherited across fork belong to the parent: drop (not close) them.
+            self.runtime.engine.dispose(close=False)
+            self._pid = os.getpid()
+        return self.runtime
 
-def current_runtime() -> Runtime:
-    """Return the installed runtime, made safe to use in a freshly forked child."""
-    global _runtime_pid
-    if _runtime is None:
-        raise RuntimeError("no runtime installed: tasks run inside `clipyard worker`")
-    if _runtime_pid != os.getpid():
-        # Connections inherited across fork belong to the parent: drop (not close) them.
-        _runtime.engine.dispose(close=False)
-        _runtime_pid = os.getpid()
-    return _runtime
+    def supervise(self, job_id: uuid.UUID) -> None:
+        """Drive one job's current attempt (see ``Supervisor``)."""
+        runtime = self.current_runtime()
+        if runtime.shutdown.is_set():
+            return  # this worker is stopping: leave the job to the next manager
+        # SIGTERM (graceful shutdown) hands the run over instead of killing it, and still
+        # reaches TaskTiger's own handler so the worker stops after this task.
+        previous = signal.getsignal(signal.SIGTERM)
 
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            runtime.shutdown.set()
+            if callable(previous):
+                previous(signum, frame)
 
-def supervise(job_id: str, wake_key: str | None = None) -> None:
-    """TaskTiger task: drive one job's current attempt (see ``Supervisor``).
-
-    ``wake_key`` only makes the queue entry distinct (see ``TaskTigerEnqueuer``).
-    """
-    runtime = current_runtime()
-    if runtime.shutdown.is_set():
-        return  # this worker is stopping: leave the job to the next manager
-    # SIGTERM (graceful shutdown) hands the run over instead of killing it, and still
-    # reaches TaskTiger's own handler so the worker stops after this task.
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        runtime.shutdown.set()
-        if callable(previous):
-            previous(signum, frame)
-
-    is_main_thread = threading.current_thread() is threading.main_thread()
-    if is_main_thread:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        Supervisor(runtime, manager_id()).supervise(uuid.UUID(job_id))
-    finally:
+        is_main_thread = threading.current_thread() is threading.main_thread()
         if is_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            Supervisor(runtime, manager_id()).supervise(job_id)
+        finally:
+            if is_main_thread:
+                signal.signal(signal.SIGTERM, previous)

@@ -9,26 +9,36 @@ from __future__ import annotations
 import argparse
 
 import structlog
-from tasktiger import Worker
+from tasktiger import TaskTiger, Worker
 from tasktiger.exceptions import TaskNotFound
 from tasktiger.executor import SyncExecutor
 
 from taskmanager.backends import create_backend
 from taskmanager.db import create_db_engine, create_session_factory
 from taskmanager.logs import configure_logging
-from taskmanager.queueing import TaskTigerEnqueuer, create_redis, create_tiger
+from taskmanager.queueing import (
+    TaskTigerEnqueuer,
+    create_redis,
+    create_tiger,
+    install_task_handlers,
+)
 from taskmanager.settings import Settings
 from taskmanager.storage import create_storage
 from taskmanager.supervision.runtime import Runtime
-from taskmanager.supervision.tasks import install_runtime
+from taskmanager.supervision.tasks import SupervisionHandlers
 
 log = structlog.get_logger(__name__)
 
 
-def build_runtime(settings: Settings, database_url: str, redis_url: str) -> Runtime:
-    """Build a process's runtime from settings and the resolved service URLs."""
+def build_runtime(
+    settings: Settings, database_url: str, redis_url: str, *, tiger: TaskTiger | None = None
+) -> Runtime:
+    """Build a process's runtime from settings and the resolved service URLs.
+
+    ``tiger`` is the TaskTiger instance to enqueue on (a new one for ``redis_url`` if None).
+    """
     engine = create_db_engine(database_url)
-    tiger = create_tiger(settings, create_redis(redis_url))
+    tiger = tiger or create_tiger(settings, create_redis(redis_url))
     return Runtime(
         settings=settings,
         engine=engine,
@@ -48,11 +58,12 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.database_url is None or settings.redis_url is None:
         raise SystemExit("a worker needs DATABASE_URL and REDIS_URL (clipyard worker sets them)")
+    redis_url = settings.redis_url.get_secret_value()
+    tiger = create_tiger(settings, create_redis(redis_url))
     runtime = build_runtime(
-        settings, settings.database_url.get_secret_value(), settings.redis_url.get_secret_value()
+        settings, settings.database_url.get_secret_value(), redis_url, tiger=tiger
     )
-    install_runtime(runtime)
-    tiger = runtime.enqueuer.tiger  # type: ignore[attr-defined]
+    install_task_handlers(SupervisionHandlers(runtime))
     while True:
         # In-process execution: a supervisor is light (it only watches a container), so
         # forking one per task would only throw away the warm connection pool and

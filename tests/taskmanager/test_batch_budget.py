@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from taskmanager.batches.jobs import BatchRow, submit_rows
+from taskmanager.batches.ledger import waiting_batch_jobs
 from taskmanager.batches.service import BatchRequest, create_batch, get_batch, set_budget
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
-from taskmanager.supervision.admission import waiting_batch_jobs
 from taskmanager.supervision.runtime import Runtime
 from tests.services import wait_until
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, wait_for_job

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
+from taskmanager.errors import InvalidRequest
 from taskmanager.jobs import (
-    InvalidJobRequest,
     JobNotFound,
     JobRequest,
     JobStateConflict,
@@ -94,7 +94,7 @@ def test_bad_requests_name_the_field(
     values: dict[str, object] = {
         "owner_id": owner_id, "template_name": template, "upload_id": upload_id, **fields,
     }  # fmt: skip
-    with pytest.raises(InvalidJobRequest) as refused:
+    with pytest.raises(InvalidRequest) as refused:
         submit_job(runtime.sessions, runtime.enqueuer, runtime.settings, JobRequest(**values))  # type: ignore[arg-type]
     assert refused.value.field == field
     assert list_jobs(runtime.sessions) == []

@@ -1,0 +1,226 @@
+"""Watch a launched attempt until its container ends or must be ended.
+
+Every step looks at the container (status and new log lines), then renews the lease in
+one transaction that also stores new progress and, the first time, the start; it stops
+the container on cancel, at the deadline, or when progress stalls. A failed look is
+"try again at the next step", never a verdict on the container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from taskmanager.backends.base import BackendError, ContainerState, ContainerStatus
+from taskmanager.models import Job, Run
+from taskmanager.states import JobState, RunState, StopReason
+from taskmanager.supervision.attempt import LeasedAttempt, PreparedAttempt
+from taskmanager.supervision.finishing import record_progress
+from taskmanager.supervision.leases import Heartbeat, release_lease, renew_lease
+from taskmanager.supervision.outcome import Outcome
+from taskmanager.transitions import (
+    ConcurrentChange,
+    lock_job_and_run,
+    record_event,
+    transition_job,
+    transition_run,
+)
+
+log = structlog.get_logger(__name__)
+
+# A lease written this recently (the run was created with it; never more than a quarter
+# of its TTL) needs no renewal while its container has not even started: the first look
+# after a launch saves a transaction.
+_FRESH_LEASE_S = 1.0
+
+
+class LeaseLost(Exception):
+    """Another manager took the run over; stop touching it."""
+
+
+@dataclass
+class _Deadline:
+    """When the container started (None: not yet) and how long it may run."""
+
+    max_runtime: timedelta
+    started_at: datetime | None = None
+
+    def remaining_s(self, db_now: datetime) -> float | None:
+        """Return the seconds left before the deadline, or None before the start."""
+        if self.started_at is None:
+            return None
+        return (self.started_at + self.max_runtime - db_now).total_seconds()
+
+
+def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome | None:
+    """Watch until the container ends or must be ended; None when handed over."""
+    runtime = attempt.runtime
+    settings = runtime.settings
+    tracker = attempt.container_log.tracker
+    fresh_lease_until = 0.0
+    if prepared.lease_written_at is not None:
+        # Well inside the lease's TTL whatever it is configured to.
+        fresh_for = min(_FRESH_LEASE_S, settings.lease_ttl_s / 4)
+        fresh_lease_until = prepared.lease_written_at + fresh_for
+    deadline = _deadline_of(attempt, prepared)
+    while True:
+        if runtime.shutdown.is_set():
+            _hand_over(attempt)
+            return None
+        status = _look(attempt)
+        if status is not None and (status.is_finished or status.state is ContainerState.NOT_FOUND):
+            # No heartbeat first: finishing is the next write, under the same token,
+            # and it stores the last progress too.
+            _look(attempt)  # the last lines
+            return Outcome.from_status(status, tracker)
+        is_starting = (
+            status is not None
+            and status.state is ContainerState.RUNNING
+            and deadline.started_at is None
+        )
+        is_pending = status is not None and status.state is ContainerState.PENDING
+        if is_pending and runtime.clock() < fresh_lease_until:
+            # Nothing to record, and no deadline runs yet; a cancel is seen next look.
+            runtime.backend.wait(attempt.name, settings.poll_interval_s)
+            continue
+        beat = _heartbeat(attempt, status if is_starting else None)
+        if is_starting and beat is not None and status is not None:
+            deadline.started_at = status.started_at or beat.db_now
+        reason = _stop_reason(attempt, beat, deadline)
+        if reason is not None:
+            outcome = _stop(attempt, reason)
+            if outcome is not None:
+                return outcome
+        wait = settings.poll_interval_s
+        remaining = deadline.remaining_s(beat.db_now) if beat is not None else None
+        if remaining is not None:
+            wait = min(wait, max(0.05, remaining + 0.05))
+        runtime.backend.wait(attempt.name, wait)
+
+
+def _deadline_of(attempt: LeasedAttempt, prepared: PreparedAttempt) -> _Deadline:
+    """Return the run's deadline: known to its creator, read for an adopted run."""
+    if prepared.max_runtime_s is not None:
+        return _Deadline(timedelta(seconds=prepared.max_runtime_s))
+    # Adopted: it may have started long ago.
+    with attempt.runtime.sessions() as session:
+        run = session.get_one(Run, attempt.ref.run_id)
+        job = session.get_one(Job, run.job_id)
+        return _Deadline(timedelta(seconds=job.max_runtime_s), run.started_at)
+
+
+def _stop_reason(
+    attempt: LeasedAttempt, beat: Heartbeat | None, deadline: _Deadline
+) -> StopReason | None:
+    """Return why the container must be stopped now, if it must."""
+    if beat is not None and beat.is_cancel_requested:
+        return StopReason.CANCELLED
+    remaining = deadline.remaining_s(beat.db_now) if beat is not None else None
+    if remaining is not None and remaining < 0:
+        return StopReason.DEADLINE
+    stall_timeout_s = attempt.runtime.settings.stall_timeout_s
+    if attempt.container_log.tracker.seconds_since_change() > stall_timeout_s:
+        return StopReason.STALLED
+    return None
+
+
+def _look(attempt: LeasedAttempt) -> ContainerStatus | None:
+    """Read the container's status and new log lines; None if the backend is unreachable."""
+    try:
+        status = attempt.runtime.backend.status(attempt.name)
+        attempt.container_log.read_more()
+        return status
+    except BackendError as exc:
+        # A throttled or failing control plane is no reason to give up on a container
+        # that may be running fine: look again at the next step.
+        attempt.log.warning("backend unreachable while watching", error=str(exc))
+        return None
+
+
+def _heartbeat(attempt: LeasedAttempt, started: ContainerStatus | None) -> Heartbeat | None:
+    """Renew the lease, store new progress and, given ``started``, record the start.
+
+    One transaction whatever it carries, on every step but the one that finds the
+    container ended (finishing writes next) and those before a fresh run's container
+    starts (``_FRESH_LEASE_S``). None if the database is unreachable.
+    """
+    tracker = attempt.container_log.tracker
+    try:
+        with attempt.runtime.sessions.begin() as session:
+            beat = renew_lease(session, attempt.ref.run_id, attempt.token)
+            if beat is None:
+                raise LeaseLost
+            if started is not None:
+                _mark_running(session, attempt, started)
+            if tracker.has_new_progress:
+                # The UPDATE takes the job's row lock the event needs.
+                session.execute(
+                    update(Job)
+                    .where(Job.id == attempt.ref.job_id)
+                    .values(progress=tracker.fraction)
+                )
+                record_progress(session, attempt.ref, tracker)
+            return beat
+    except ConcurrentChange as exc:
+        raise LeaseLost from exc
+    except DBAPIError as exc:
+        # Ride out a database restart: the container keeps running, and the lease
+        # stays ours unless the outage outlasts its TTL (then the token check fences us).
+        log.warning("database unreachable during watch", error=type(exc).__name__)
+        return None
+
+
+def _mark_running(session: Session, attempt: LeasedAttempt, status: ContainerStatus) -> None:
+    """Record that the container runs: run → running, job → running.
+
+    The job's row is locked first, so the run's events need no lock of their own.
+    """
+    job, run, _ = lock_job_and_run(session, attempt.ref.job_id, attempt.ref.run_id)
+    token = attempt.token
+    if run.run_state in (RunState.PENDING, RunState.LAUNCHING):
+        if run.run_state is RunState.PENDING:
+            transition_run(session, run, RunState.LAUNCHING, lease_token=token, holds_job_lock=True)
+        # The container's own start time, where the backend knows it.
+        when: dict[str, Any] = {"started_at": status.started_at} if status.started_at else {}
+        transition_run(
+            session, run, RunState.RUNNING, lease_token=token, holds_job_lock=True, **when
+        )
+    if job.job_state is JobState.STARTING:
+        transition_job(session, job, JobState.RUNNING, run_id=run.id)
+
+
+def _stop(attempt: LeasedAttempt, reason: StopReason) -> Outcome | None:
+    """Stop the container; None if the backend refused (the next step tries again)."""
+    backend = attempt.runtime.backend
+    attempt.log.info("stopping container", reason=reason.value)
+    try:
+        backend.stop(attempt.name, attempt.runtime.settings.stop_grace_s)
+        status = backend.status(attempt.name)
+    except BackendError as exc:
+        attempt.log.warning("stop failed; retrying at the next step", error=str(exc))
+        return None
+    return Outcome.stopped(reason, status, attempt.container_log.tracker)
+
+
+def _hand_over(attempt: LeasedAttempt) -> None:
+    """Release the lease and wake another manager; the container keeps running."""
+    runtime = attempt.runtime
+    with runtime.sessions.begin() as session:
+        if release_lease(session, attempt.ref.run_id, attempt.token):
+            run = session.get_one(Run, attempt.ref.run_id)
+            job = session.get_one(Job, run.job_id)
+            data = {"manager": attempt.owner}
+            record_event(session, job.id, "handed_over", data, run_id=run.id)
+            runtime.enqueuer.enqueue(
+                job.id,
+                is_batch=job.batch_id is not None,
+                max_runtime_s=job.max_runtime_s,
+                wake_key=f"handover:{attempt.token}",
+            )
+    attempt.log.info("run handed over for shutdown")
