@@ -51,12 +51,17 @@ def build_services(settings: Settings, database_url: str, redis_url: str) -> Ser
     connection = create_redis(redis_url)
     tiger = create_tiger(settings, connection)
     return Services(
-        settings=settings, engine=engine, sessions=create_session_factory(engine),
-        storage=create_storage(settings), redis=connection, tiger=tiger,
-        enqueuer=TaskTigerEnqueuer(tiger, settings), limiter=RateLimiter(connection),
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        storage=create_storage(settings),
+        redis=connection,
+        tiger=tiger,
+        enqueuer=TaskTigerEnqueuer(tiger, settings),
+        limiter=RateLimiter(connection),
         hub=EventHub(engine, settings.sse_poll_interval_s),
         tokens=TokenCache(settings.token_cache_s),
-    )  # fmt: skip
+    )
 
 
 def _install_request_ids(app: Flask) -> None:
@@ -73,8 +78,13 @@ def _install_request_ids(app: Flask) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("request", method=request.method, path=request.path,
-                 status=response.status_code, ms=round(elapsed_ms, 1))  # fmt: skip
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            ms=round(elapsed_ms, 1),
+        )
         return response
 
 

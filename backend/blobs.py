@@ -24,9 +24,13 @@ def send_blob(key: str, *, mimetype: str, download_name: str | None = None) -> R
         if not path.is_file():
             raise BlobNotFound(key)
         response = send_file(
-            path, mimetype=mimetype, conditional=True, download_name=download_name,
-            as_attachment=False, max_age=300,
-        )  # fmt: skip
+            path,
+            mimetype=mimetype,
+            conditional=True,
+            download_name=download_name,
+            as_attachment=False,
+            max_age=300,
+        )
         response.headers["Cache-Control"] = "private, max-age=300"
         return response
     ttl = timedelta(seconds=services().settings.result_url_ttl_s)

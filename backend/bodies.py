@@ -1,4 +1,8 @@
-"""Read request bodies and queries into pydantic models, and answer with them."""
+"""Read request bodies into pydantic models, and answer with them.
+
+The problems a bad body gets are built in ``backend.problems``; this module only
+depends on it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,9 @@ from flask import Response, json, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from backend.problems import validation_problem
+from backend.problems import InvalidBody, validation_problem, validation_problem_for
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class InvalidBody(Exception):
-    """The body failed validation; ``response`` is the problem to answer with."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__("invalid body")
-        self.response = response
 
 
 def parse_body(model: type[M]) -> M:
@@ -35,14 +31,6 @@ def parse_body(model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidBody(validation_problem(exc)) from exc
-
-
-def validation_problem_for(field: str, message: str) -> Response:
-    """Answer a 422 problem naming ``field``."""
-    from backend.problems import problem
-
-    return problem(422, "Invalid request", f"{field}: {message}", field=field,
-                   errors=[{"field": field, "message": message}])  # fmt: skip
 
 
 def answer(model: BaseModel, status: int = 200) -> Response:

@@ -36,7 +36,7 @@ def event_stream(job_id: uuid.UUID, after: int) -> Response:
                 batch = job_events(sessions, job_id, after=last)
                 for event in batch:
                     last = event.id
-                    yield _frame(EventOut.of(event))
+                    yield _frame(EventOut.model_validate(event))
                 if not batch:
                     if is_terminal:
                         yield "event: end\ndata: {}\n\n"

@@ -2,6 +2,10 @@
 
 Domain errors know nothing of HTTP; ``DOMAIN_ERRORS`` is the one table that gives each
 its status code.
+
+This module builds every problem response. ``bodies`` (which reads request bodies)
+imports from here, never the other way: that is why ``InvalidBody``, the error that
+carries a ready-made 422, lives here next to its handler rather than in ``bodies``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from taskmanager.accounts import (
     TokenNotFound,
 )
 from taskmanager.batches.service import BatchNameTaken, BatchNotFound, BatchStateConflict
-from taskmanager.jobs import IdempotencyKeyReused, InvalidJobRequest, JobNotFound, JobStateConflict
+from taskmanager.errors import InvalidRequest
+from taskmanager.jobs import IdempotencyKeyReused, JobNotFound, JobStateConflict
 from taskmanager.storage.base import BlobNotFound, StorageUnavailable
 from taskmanager.templates import TemplateNotFound
 from taskmanager.uploads import (
@@ -44,7 +49,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (TokenNotFound, 404, "Not Found"),
     (BlobNotFound, 404, "Not Found"),
     (UploadNotFound, 404, "Not Found"),
-    (InvalidJobRequest, 422, "Invalid request"),
+    (InvalidRequest, 422, "Invalid request"),
     (InvalidAccountRequest, 422, "Invalid request"),
     (JobStateConflict, 409, "Conflict"),
     # As the IETF idempotency-key draft says: a key reused with another payload is 422.
@@ -72,6 +77,14 @@ class Forbidden(Exception):
 
 
 DOMAIN_ERRORS += [(AuthRequired, 401, "Unauthorized"), (Forbidden, 403, "Forbidden")]
+
+
+class InvalidBody(Exception):
+    """The body failed validation; ``response`` is the problem to answer with."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("invalid body")
+        self.response = response
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
@@ -109,9 +122,18 @@ def validation_problem(error: ValidationError, where: str = "") -> Response:
     ]
     first = errors[0] if errors else {"field": "body", "message": "invalid"}
     return problem(
-        422, "Invalid request", f"{first['field']}: {first['message']}",
-        field=first["field"], errors=errors,
-    )  # fmt: skip
+        422,
+        "Invalid request",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        errors=errors,
+    )
+
+
+def validation_problem_for(field: str, message: str) -> Response:
+    """Answer a 422 problem naming ``field``."""
+    errors = [{"field": field, "message": message}]
+    return problem(422, "Invalid request", f"{field}: {message}", field=field, errors=errors)
 
 
 def register_problem_handlers(app: Flask) -> None:
@@ -132,12 +154,12 @@ def register_problem_handlers(app: Flask) -> None:
     def _invalid(error: ValidationError) -> Response:
         return validation_problem(error)
 
+    @app.errorhandler(InvalidBody)
+    def _invalid_body(error: InvalidBody) -> Response:
+        return error.response
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        from backend.bodies import InvalidBody
-
-        if isinstance(error, InvalidBody):
-            return error.response
         found = _domain_problem(error)
         if found is not None:
             return found

@@ -311,8 +311,15 @@ def postcard() -> Scene:
         quad: Quad = card + np.array([60.0 + 60.0 * i / (frames - 1), 60.0])
         return quad
 
-    track = _track("postcard", (width, height), fps, frames, 4 / 3,
-                   {0: quad_for(0), frames - 1: quad_for(frames - 1)}, "linear")  # fmt: skip
+    track = _track(
+        "postcard",
+        (width, height),
+        fps,
+        frames,
+        4 / 3,
+        {0: quad_for(0), frames - 1: quad_for(frames - 1)},
+        "linear",
+    )
     table = as_plane(_gradient(height, width, (150, 110, 80), (96, 66, 44)))
 
     def draw(i: int, quad: Quad) -> tuple[Image, Image | None]:

@@ -41,7 +41,7 @@ def signup() -> Response:
     rate_limit("login", settings.login_rate_per_minute)
     user = create_user(services().sessions, body.email, body.password)
     csrf = start_session(user)
-    return answer(SessionOut(user=UserOut.of(user), csrf_token=csrf), 201)
+    return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf), 201)
 
 
 @bp.post("/auth/login")
@@ -52,7 +52,7 @@ def login() -> Response:
     rate_limit("login", services().settings.login_rate_per_minute, user_key=email)
     user = authenticate(services().sessions, body.email, body.password)
     csrf = start_session(user)
-    return answer(SessionOut(user=UserOut.of(user), csrf_token=csrf))
+    return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf))
 
 
 @bp.post("/auth/logout")
@@ -67,8 +67,8 @@ def logout() -> Response:
 @login_required
 def me() -> Response:
     """Return the signed-in user and the session's CSRF token."""
-    caller = require_caller()
-    return answer(SessionOut(user=UserOut.of(caller.user), csrf_token=session.get("csrf", "")))
+    user = UserOut.model_validate(require_caller().user)
+    return answer(SessionOut(user=user, csrf_token=session.get("csrf", "")))
 
 
 @bp.get("/tokens")
@@ -76,7 +76,7 @@ def me() -> Response:
 def tokens() -> Response:
     """List the caller's API tokens (never their secrets)."""
     found = list_tokens(services().sessions, require_caller().id)
-    return answer(TokenList(items=[TokenOut.of(t) for t in found]))
+    return answer(TokenList(items=[TokenOut.model_validate(t) for t in found]))
 
 
 @bp.post("/tokens")
@@ -87,7 +87,7 @@ def new_token() -> Response:
     token, secret = create_token(
         services().sessions, require_caller().id, body.name, ttl_days=body.ttl_days
     )
-    return answer(TokenCreated(**TokenOut.of(token).model_dump(), token=secret), 201)
+    return answer(TokenCreated(**TokenOut.model_validate(token).model_dump(), token=secret), 201)
 
 
 @bp.delete("/tokens/<uuid:token_id>")

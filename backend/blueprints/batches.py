@@ -8,7 +8,8 @@ from flask import Blueprint, Response, request
 
 from backend.auth import operator_required, require_caller
 from backend.blueprints.jobs import decode_cursor, encode_cursor
-from backend.bodies import answer, parse_body, validation_problem_for
+from backend.bodies import answer, parse_body
+from backend.problems import validation_problem_for
 from backend.schemas import (
     BatchCreate,
     BatchList,
@@ -35,7 +36,7 @@ from taskmanager.batches.service import (
     set_budget,
 )
 from taskmanager.cost import GroupEstimate, PlanEstimate, PlanGroup, estimate_plan
-from taskmanager.jobs import InvalidJobRequest
+from taskmanager.errors import InvalidRequest
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1")
 MAX_REPORT_PAGE = 5000
@@ -47,14 +48,20 @@ def create() -> Response:
     """Create a batch with a budget and a concurrency cap."""
     body = parse_body(BatchCreate)
     batch = create_batch(
-        services().sessions, services().settings,
+        services().sessions,
+        services().settings,
         BatchRequest(
-            owner_id=require_caller().id, name=body.name, budget_usd=body.budget_usd,
-            max_concurrent=body.max_concurrent, cpu=body.cpu, memory_gb=body.memory_gb,
-            max_runtime_s=body.max_runtime_s, is_spot=body.is_spot,
+            owner_id=require_caller().id,
+            name=body.name,
+            budget_usd=body.budget_usd,
+            max_concurrent=body.max_concurrent,
+            cpu=body.cpu,
+            memory_gb=body.memory_gb,
+            max_runtime_s=body.max_runtime_s,
+            is_spot=body.is_spot,
         ),
-    )  # fmt: skip
-    response = answer(BatchOut.of(batch), 201)
+    )
+    response = answer(BatchOut.model_validate(batch), 201)
     response.headers["Location"] = f"/api/v1/batches/{batch.id}"
     return response
 
@@ -70,7 +77,7 @@ def index() -> Response:
         found = list_batches(services().sessions, owner_id=require_caller().id, name=name)
     else:
         found = list_batches(services().sessions)
-    return answer(BatchList(items=[BatchOut.of(b) for b in found]))
+    return answer(BatchList(items=[BatchOut.model_validate(b) for b in found]))
 
 
 @bp.get("/batches/<uuid:batch_id>")
@@ -78,7 +85,7 @@ def index() -> Response:
 def show(batch_id: uuid.UUID) -> Response:
     """Return a batch with its money and its jobs counted by state."""
     view = get_batch(services().sessions, batch_id)
-    return answer(BatchOut.of(view.batch, view.jobs_by_state))
+    return answer(BatchOut.from_view(view))
 
 
 @bp.post("/batches/plan")
@@ -102,7 +109,7 @@ def plan() -> Response:
             estimate = estimate_plan(session, settings, groups, body.max_concurrent)
         except LookupError as exc:
             index = next(i for i, g in enumerate(groups) if g.template_name == exc.args[0])
-            raise InvalidJobRequest(
+            raise InvalidRequest(
                 f"groups[{index}].template", f"no template named {exc.args[0]!r}"
             ) from exc
     return answer(_plan_out(estimate))
@@ -112,29 +119,39 @@ def _plan_out(estimate: PlanEstimate) -> PlanOut:
     models = {g.model.is_calibrated for g in estimate.groups}
     prices = estimate.prices
     return PlanOut(
-        jobs=estimate.jobs, container_seconds=round(estimate.container_seconds, 3),
-        cost_usd=estimate.cost_usd, spot_cost_usd=estimate.spot_cost_usd,
-        max_cost_usd=estimate.max_cost_usd, wall_seconds=round(estimate.wall_seconds, 3),
+        jobs=estimate.jobs,
+        container_seconds=round(estimate.container_seconds, 3),
+        cost_usd=estimate.cost_usd,
+        spot_cost_usd=estimate.spot_cost_usd,
+        max_cost_usd=estimate.max_cost_usd,
+        wall_seconds=round(estimate.wall_seconds, 3),
         max_concurrent=estimate.max_concurrent,
         model="mixed" if len(models) > 1 else ("calibrated" if True in models else "default"),
-        prices=PriceTableOut(vcpu_hour_usd=prices.vcpu_hour, gb_hour_usd=prices.gb_hour,
-                             spot_factor=prices.spot_factor),
+        prices=PriceTableOut(
+            vcpu_hour_usd=prices.vcpu_hour,
+            gb_hour_usd=prices.gb_hour,
+            spot_factor=prices.spot_factor,
+        ),
         groups=[_group_out(g) for g in estimate.groups],
-    )  # fmt: skip
+    )
 
 
 def _group_out(estimate: GroupEstimate) -> PlanGroupOut:
     group, model = estimate.group, estimate.model
     return PlanGroupOut(
-        template=group.template_name, count=group.count, cpu=group.cpu,
-        memory_gb=group.memory_gb, max_runtime_s=group.max_runtime_s,
+        template=group.template_name,
+        count=group.count,
+        cpu=group.cpu,
+        memory_gb=group.memory_gb,
+        max_runtime_s=group.max_runtime_s,
         seconds_per_job=round(estimate.seconds_per_job, 3),
         model="calibrated" if model.is_calibrated else "default",
         sample_runs=model.sample_runs,
         vcpu_seconds_per_video_second=round(model.vcpu_seconds_per_video_second, 4),
-        cost_usd=estimate.cost_usd, spot_cost_usd=estimate.spot_cost_usd,
+        cost_usd=estimate.cost_usd,
+        spot_cost_usd=estimate.spot_cost_usd,
         max_cost_usd=estimate.max_cost_usd,
-    )  # fmt: skip
+    )
 
 
 @bp.post("/batches/<uuid:batch_id>/jobs")
@@ -156,11 +173,17 @@ def add_rows(batch_id: uuid.UUID) -> Response:
         for r in body.rows
     ]
     results = submit_rows(
-        services().sessions, services().enqueuer, services().settings, batch_id,
-        require_caller().id, rows,
-    )  # fmt: skip
-    items = [RowResultOut(row_id=r.row_id, job_id=r.job_id, state=r.state,
-                          is_created=r.is_created) for r in results]  # fmt: skip
+        services().sessions,
+        services().enqueuer,
+        services().settings,
+        batch_id,
+        require_caller().id,
+        rows,
+    )
+    items = [
+        RowResultOut(row_id=r.row_id, job_id=r.job_id, state=r.state, is_created=r.is_created)
+        for r in results
+    ]
     return answer(RowResultList(items=items))
 
 
@@ -170,7 +193,7 @@ def budget(batch_id: uuid.UUID) -> Response:
     """Set the budget; a batch paused by its budget resumes and its jobs wake."""
     body = parse_body(BudgetSet)
     view = set_budget(services().sessions, services().enqueuer, batch_id, body.budget_usd)
-    return answer(BatchOut.of(view.batch, view.jobs_by_state))
+    return answer(BatchOut.from_view(view))
 
 
 @bp.post("/batches/<uuid:batch_id>/cancel")
@@ -178,7 +201,7 @@ def budget(batch_id: uuid.UUID) -> Response:
 def cancel(batch_id: uuid.UUID) -> Response:
     """Cancel the batch: nothing more starts, waiting jobs are cancelled, running ones stop."""
     view = cancel_batch(services().sessions, batch_id)
-    return answer(BatchOut.of(view.batch, view.jobs_by_state), 202)
+    return answer(BatchOut.from_view(view), 202)
 
 
 @bp.post("/batches/<uuid:batch_id>/retry-failed")
@@ -186,7 +209,7 @@ def cancel(batch_id: uuid.UUID) -> Response:
 def retry(batch_id: uuid.UUID) -> Response:
     """Queue the batch's failed and timed-out jobs again."""
     count, view = retry_failed(services().sessions, services().enqueuer, batch_id)
-    return answer(RetryOut(retried=count, batch=BatchOut.of(view.batch, view.jobs_by_state)), 202)
+    return answer(RetryOut(retried=count, batch=BatchOut.from_view(view)), 202)
 
 
 @bp.get("/batches/<uuid:batch_id>/report")

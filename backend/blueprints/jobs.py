@@ -11,8 +11,9 @@ from flask import Blueprint, Response, request
 
 from backend.auth import login_required, rate_limit, require_caller
 from backend.blobs import send_blob
-from backend.bodies import answer, parse_body, validation_problem_for
+from backend.bodies import answer, parse_body
 from backend.events import event_stream
+from backend.problems import validation_problem_for
 from backend.schemas import EventList, EventOut, JobCreate, JobOut, JobPage
 from backend.services import services
 from taskmanager.jobs import (
@@ -61,17 +62,23 @@ def create() -> Response:
     rate_limit("submit", settings.submit_rate_per_minute, user_key=str(caller.id))
     crop = body.crop
     job, created = submit_job(
-        services().sessions, services().enqueuer, settings,
+        services().sessions,
+        services().enqueuer,
+        settings,
         JobRequest(
-            owner_id=caller.id, template_name=body.template, upload_id=body.upload_id,
+            owner_id=caller.id,
+            template_name=body.template,
+            upload_id=body.upload_id,
             crop=(crop.x, crop.y, crop.width, crop.height) if crop else None,
             idempotency_key=key,
-            batch_id=body.batch_id, row_id=body.row_id, max_attempts=body.max_attempts,
+            batch_id=body.batch_id,
+            row_id=body.row_id,
+            max_attempts=body.max_attempts,
             max_runtime_s=body.max_runtime_s,
             params={"fake": body.fake} if body.fake is not None else {},
         ),
-    )  # fmt: skip
-    response = answer(JobOut.of(job), 202)
+    )
+    response = answer(JobOut.model_validate(job), 202)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -113,13 +120,17 @@ def index() -> Response:
         if before is None:
             return validation_problem_for("cursor", "is not a cursor this API handed out")
     jobs = list_jobs(
-        services().sessions, owner_id=caller.owner_filter(), states=states or None,
-        batch_id=batch_id, template_name=template, before=before,
+        services().sessions,
+        owner_id=caller.owner_filter(),
+        states=states or None,
+        batch_id=batch_id,
+        template_name=template,
+        before=before,
         limit=limit + 1,
-    )  # fmt: skip
+    )
     page = jobs[:limit]
     cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(jobs) > limit else None
-    return answer(JobPage(items=[JobOut.of(j) for j in page], next_cursor=cursor))
+    return answer(JobPage(items=[JobOut.model_validate(j) for j in page], next_cursor=cursor))
 
 
 @bp.get("/jobs/<uuid:job_id>")
@@ -127,7 +138,7 @@ def index() -> Response:
 def show(job_id: uuid.UUID) -> Response:
     """Return one job."""
     job = get_job(services().sessions, job_id, owner_id=require_caller().owner_filter())
-    return answer(JobOut.of(job))
+    return answer(JobOut.model_validate(job))
 
 
 @bp.post("/jobs/<uuid:job_id>/cancel")
@@ -135,7 +146,7 @@ def show(job_id: uuid.UUID) -> Response:
 def cancel(job_id: uuid.UUID) -> Response:
     """Cancel a job (at once if nothing runs; else its container is stopped)."""
     job = cancel_job(services().sessions, job_id, owner_id=require_caller().owner_filter())
-    return answer(JobOut.of(job), 202)
+    return answer(JobOut.model_validate(job), 202)
 
 
 @bp.post("/jobs/<uuid:job_id>/retry")
@@ -143,10 +154,12 @@ def cancel(job_id: uuid.UUID) -> Response:
 def retry(job_id: uuid.UUID) -> Response:
     """Queue a failed, cancelled or timed-out job again."""
     job = retry_job(
-        services().sessions, services().enqueuer, job_id,
+        services().sessions,
+        services().enqueuer,
+        job_id,
         owner_id=require_caller().owner_filter(),
-    )  # fmt: skip
-    return answer(JobOut.of(job), 202)
+    )
+    return answer(JobOut.model_validate(job), 202)
 
 
 @bp.get("/jobs/<uuid:job_id>/result")
@@ -188,4 +201,5 @@ def events(job_id: uuid.UUID) -> Response:
         return event_stream(job.id, after)
     found = job_events(services().sessions, job.id, after=after)
     terminal = JobState(get_job(services().sessions, job.id).state) in TERMINAL_JOB_STATES
-    return answer(EventList(items=[EventOut.of(e) for e in found], is_terminal=terminal))
+    items = [EventOut.model_validate(e) for e in found]
+    return answer(EventList(items=items, is_terminal=terminal))

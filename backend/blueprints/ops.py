@@ -55,8 +55,9 @@ def readyz() -> Response:
     except Exception as exc:
         checks["storage"] = f"unreachable: {type(exc).__name__}"
     is_ready = all(v == "ok" for v in checks.values())
-    return answer(Status(status="ok" if is_ready else "unavailable", checks=checks),
-                  200 if is_ready else 503)  # fmt: skip
+    return answer(
+        Status(status="ok" if is_ready else "unavailable", checks=checks), 200 if is_ready else 503
+    )
 
 
 @bp.get("/api/v1/ops/summary")

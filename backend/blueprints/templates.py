@@ -22,7 +22,7 @@ bp = Blueprint("templates", __name__, url_prefix="/api/v1")
 def index() -> Response:
     """List the active templates."""
     found = list_templates(services().sessions)
-    return answer(TemplateList(items=[TemplateOut.of(t) for t in found]))
+    return answer(TemplateList(items=[TemplateOut.model_validate(t) for t in found]))
 
 
 def _template(name: str) -> Template:

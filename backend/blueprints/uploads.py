@@ -7,7 +7,8 @@ import uuid
 from flask import Blueprint, Response, request
 
 from backend.auth import login_required, require_caller
-from backend.bodies import answer, validation_problem_for
+from backend.bodies import answer
+from backend.problems import validation_problem_for
 from backend.schemas import UploadList, UploadOut
 from backend.services import services
 from taskmanager.uploads import (
@@ -32,11 +33,15 @@ def create() -> Response:
         return validation_problem_for("file", "the multipart field 'file' is missing")
     settings = services().settings
     upload = store_upload(
-        services().sessions, services().storage, caller.id, photo.stream,
-        filename=photo.filename, max_bytes=settings.max_upload_bytes,
+        services().sessions,
+        services().storage,
+        caller.id,
+        photo.stream,
+        filename=photo.filename,
+        max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_upload_pixels,
-    )  # fmt: skip
-    return answer(UploadOut.of(upload), 201)
+    )
+    return answer(UploadOut.model_validate(upload), 201)
 
 
 @bp.get("/uploads")
@@ -47,7 +52,7 @@ def find() -> Response:
     if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
         return validation_problem_for("sha256", "must be 64 hexadecimal characters")
     found = find_uploads_by_sha256(services().sessions, require_caller().id, digest)
-    return answer(UploadList(items=[UploadOut.of(u) for u in found]))
+    return answer(UploadList(items=[UploadOut.model_validate(u) for u in found]))
 
 
 @bp.get("/uploads/<uuid:upload_id>")
@@ -57,4 +62,4 @@ def show(upload_id: uuid.UUID) -> Response:
     upload = get_upload(services().sessions, upload_id, require_caller().owner_filter())
     if upload is None:
         raise UploadNotFound(f"no upload {upload_id}")
-    return answer(UploadOut.of(upload))
+    return answer(UploadOut.model_validate(upload))

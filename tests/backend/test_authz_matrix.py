@@ -12,7 +12,7 @@ import uuid
 import pytest
 from flask.testing import FlaskClient
 
-from backend.openapi import OPERATIONS
+from backend.operations import OPERATIONS
 from taskmanager.models import Template
 from tests.backend.conftest import Identity, submit, upload_photo
 

@@ -8,7 +8,8 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import ignored_auth, positive_data_acceptance, use_after_free
 
-from backend.openapi import OPERATIONS, openapi_document
+from backend.openapi import openapi_document
+from backend.operations import OPERATIONS
 from tests.backend.conftest import make_identity
 
 

@@ -121,7 +121,7 @@ def test_long_running_services_have_health_checks() -> None:
 
 
 def test_api_health_check_asks_an_endpoint_the_api_serves() -> None:
-    from backend.openapi import OPERATIONS
+    from backend.operations import OPERATIONS
 
     paths = {op.path for op in OPERATIONS if op.method == "get"}
     test = SERVICES["api"]["healthcheck"]["test"]
