@@ -12,8 +12,10 @@ without importing container backends, and the worker decides what running it mea
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import redis
@@ -37,8 +39,10 @@ class Enqueuer(Protocol):
     ) -> None:
         """Wake a manager for ``job_id`` now (or after ``delay_s``)."""
 
-    def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
-        """Tell whether a wake-up for ``job_id`` is pending."""
+    def is_queued(
+        self, job_id: uuid.UUID, *, is_batch: bool, due_by: datetime | None = None
+    ) -> bool:
+        """Tell whether a wake-up for ``job_id`` will run by ``due_by`` (None: now)."""
 
 
 class TaskHandlers(Protocol):
@@ -53,8 +57,8 @@ class TaskHandlers(Protocol):
 _handlers: TaskHandlers | None = None
 
 
-def install_task_handlers(handlers: TaskHandlers) -> None:
-    """Make ``handlers`` run this process's tasks."""
+def install_task_handlers(handlers: TaskHandlers | None) -> None:
+    """Make ``handlers`` run this process's tasks (None: this process serves none)."""
     global _handlers
     _handlers = handlers
 
@@ -85,8 +89,6 @@ def tasktiger_config(settings: Settings) -> dict[str, Any]:
         "ACTIVE_TASK_UPDATE_TIMER": 10,
         # Default hard timeout; supervise sets its own from the job's deadline.
         "DEFAULT_HARD_TIMEOUT": 300,
-        # Keep failed task records a week for debugging; Postgres holds the real history.
-        "ERROR_TASK_EXPIRATION": 7 * 24 * 3600,
         # Workers poll this often when no pub/sub wake-up arrives.
         "SELECT_TIMEOUT": 1.0,
     }
@@ -144,21 +146,57 @@ class TaskTigerEnqueuer:
         """Wake a manager for ``job_id`` now (or after ``delay_s``).
 
         ``wake_key`` names a wake-up that must not merge with the job's usual entry
-        (adopting a stale run, handing a run over).
+        (adopting a stale run, handing a run over). An entry of the same id that sits in
+        the error set is replaced, and one scheduled later than asked is brought forward:
+        TaskTiger's own ``delay`` would leave both as they are.
         """
         # The task must outlive the container's deadline plus the stop grace and the
         # finishing steps, or TaskTiger would kill a healthy supervisor.
         hard_timeout = max_runtime_s + self.settings.stop_grace_s + 120
         task = self._task(job_id, self.queue_for(is_batch), hard_timeout, wake_key)
-        when = timedelta(seconds=delay_s) if delay_s else None
-        task.delay(when=when)
+        run_at = time.time() + (delay_s or 0.0)
+        entry = self._entry(task)
+        if entry.error is not None:
+            Task.from_id(self.tiger, task.queue, "error", task.id).delete()
+        elif entry.scheduled is not None and entry.scheduled > run_at:
+            task.update_scheduled_time(timedelta(seconds=delay_s or 0.0))
+            return
+        task.delay(when=timedelta(seconds=delay_s) if delay_s else None)
 
-    def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
-        """Tell whether Redis holds a supervise entry for ``job_id`` in any state."""
-        task = self._task(job_id, self.queue_for(is_batch), 0)
-        return bool(self.tiger.connection.exists(task_key(self.tiger, task.id)))
+    def is_queued(
+        self, job_id: uuid.UUID, *, is_batch: bool, due_by: datetime | None = None
+    ) -> bool:
+        """Tell whether a wake-up for ``job_id`` will run by ``due_by`` (None: now).
+
+        Waiting or running counts. An entry in the error set does not (TaskTiger never
+        runs it again by itself), nor one scheduled later than the job is due: for the
+        reconciler, "has a queue entry" must mean "will run".
+        """
+        entry = self._entry(self._task(job_id, self.queue_for(is_batch), 0))
+        if entry.queued is not None or entry.active is not None:
+            return True
+        due = time.time() if due_by is None else due_by.timestamp()
+        # A second's slack: the entry written for a due time scores that time, give or take.
+        return entry.scheduled is not None and entry.scheduled <= due + 1.0
+
+    def _entry(self, task: Task) -> QueueEntry:
+        """Read where the task's entry is (each TaskTiger state's score, or None)."""
+        pipeline = self.tiger.connection.pipeline()
+        for state in _STATES:
+            pipeline.zscore(f"{self.tiger.config['REDIS_PREFIX']}:{state}:{task.queue}", task.id)
+        scores = pipeline.execute()
+        return QueueEntry(*(None if score is None else float(score) for score in scores))
 
 
-def task_key(tiger: TaskTiger, task_id: str) -> str:
-    """Return the Redis key of a task's record (TaskTiger's own layout: PREFIX:task:ID)."""
-    return f"{tiger.config['REDIS_PREFIX']}:task:{task_id}"
+# TaskTiger's task states, in the order of ``QueueEntry``'s fields.
+_STATES = ("queued", "active", "scheduled", "error")
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """Where a task's entry is: the score (unix time) in each TaskTiger state, or None."""
+
+    queued: float | None
+    active: float | None
+    scheduled: float | None
+    error: float | None

@@ -78,7 +78,9 @@ class _Deferred:
     def enqueue(self, job_id: uuid.UUID, **_: Any) -> None:
         """Do nothing: ``wake_batch`` decides which jobs run next."""
 
-    def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
+    def is_queued(
+        self, job_id: uuid.UUID, *, is_batch: bool, due_by: datetime | None = None
+    ) -> bool:
         """Say no entry is pending (none was made)."""
         return False
 

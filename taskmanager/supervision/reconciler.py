@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 from sqlalchemy import func, select, text
@@ -105,10 +106,10 @@ def _last_event_kind(session: Session, job_id: uuid.UUID) -> str | None:
 
 def _requeue_lost_wakeups(runtime: Runtime, report: ReconcileReport) -> None:
     with runtime.sessions.begin() as session:
-        rows: list[tuple[uuid.UUID, uuid.UUID | None, int]] = [
-            (job_id, batch_id, max_runtime)
-            for job_id, batch_id, max_runtime in session.execute(
-                select(Job.id, Job.batch_id, Job.max_runtime_s).where(
+        rows: list[tuple[uuid.UUID, uuid.UUID | None, int, datetime | None]] = [
+            (job_id, batch_id, max_runtime, due_at)
+            for job_id, batch_id, max_runtime, due_at in session.execute(
+                select(Job.id, Job.batch_id, Job.max_runtime_s, Job.next_attempt_at).where(
                     # A batch's queued jobs wait for a free slot, not a wake-up of their
                     # own: they are handled per batch below. Due retries re-enter admission.
                     ((Job.state == JobState.QUEUED) & Job.batch_id.is_(None))
@@ -129,12 +130,14 @@ def _requeue_lost_wakeups(runtime: Runtime, report: ReconcileReport) -> None:
             # The oldest queued jobs for which the batch has a free slot: with a slot
             # free when the reconciler looks, their wake-up may have been lost.
             rows += [
-                (job_id, open_batch, max_runtime)
+                (job_id, open_batch, max_runtime, None)
                 for job_id, max_runtime in waiting_batch_jobs(session, open_batch)
             ]
-        for job_id, batch_id, max_runtime in rows:
+        for job_id, batch_id, max_runtime, due_at in rows:
             is_batch = batch_id is not None
-            if runtime.enqueuer.is_queued(job_id, is_batch=is_batch):
+            # An entry counts only if it will run by the time the job is due: not one in
+            # TaskTiger's error set, nor one scheduled later (see ``is_queued``).
+            if runtime.enqueuer.is_queued(job_id, is_batch=is_batch, due_by=due_at):
                 continue
             runtime.enqueuer.enqueue(job_id, is_batch=is_batch, max_runtime_s=max_runtime)
             record_event(session, job_id, "requeued", {"reason": "no queue entry"})

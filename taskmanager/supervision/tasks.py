@@ -13,9 +13,13 @@ import threading
 import uuid
 from types import FrameType
 
+import structlog
+
 from taskmanager.supervision.leases import manager_id
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
+
+log = structlog.get_logger(__name__)
 
 
 class SupervisionHandlers:
@@ -52,6 +56,11 @@ class SupervisionHandlers:
             signal.signal(signal.SIGTERM, on_sigterm)
         try:
             Supervisor(runtime, manager_id()).supervise(job_id)
+        except Exception:
+            # Never leave the task in TaskTiger's error set, where no one runs it again:
+            # Postgres still has the job, and the reconciler wakes it (a queued job at
+            # its next pass, a run under a stale lease once the lease expires).
+            log.exception("supervise failed; the reconciler wakes the job", job_id=str(job_id))
         finally:
             if is_main_thread:
                 signal.signal(signal.SIGTERM, previous)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -40,7 +41,9 @@ class FailingEnqueuer:
     def enqueue(self, job_id: uuid.UUID, **_: object) -> None:
         raise ConnectionError("redis down")
 
-    def is_queued(self, job_id: uuid.UUID, *, is_batch: bool) -> bool:
+    def is_queued(
+        self, job_id: uuid.UUID, *, is_batch: bool, due_by: datetime | None = None
+    ) -> bool:
         return False
 
 
