@@ -163,10 +163,15 @@ def _container_times(outcome: Outcome) -> dict[str, datetime]:
 
 
 def _billed_seconds(outcome: Outcome, run: Run, db_now: datetime) -> float:
-    """Return the billable time: from the launch request (image pull included) to the end."""
+    """Return the billable time: from the launch request (image pull included) to the end.
+
+    An attempt whose launch was refused (or that was cancelled first) ran nothing, unless
+    the run is known to have started: a run that ran is never billed as zero.
+    """
     start = run.launched_at or outcome.started_at or run.started_at
     end = outcome.finished_at or db_now
-    if start is None or not outcome.is_launched:
+    has_run = outcome.is_launched or run.started_at is not None
+    if start is None or not has_run:
         return 0.0
     return max(0.0, (end - start).total_seconds())
 

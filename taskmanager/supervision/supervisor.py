@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from taskmanager.backends.base import BackendError, ContainerSpec, ContainerState
+from taskmanager.backends.base import BackendError, ContainerSpec, ContainerState, ContainerStatus
 from taskmanager.models import Job, JobEvent, Run, Template, Upload
 from taskmanager.states import JobState, RunState
 from taskmanager.supervision.admission import admit
@@ -29,7 +29,7 @@ from taskmanager.supervision.finishing import finish_attempt
 from taskmanager.supervision.leases import take_lease
 from taskmanager.supervision.outcome import Outcome
 from taskmanager.supervision.runtime import Runtime
-from taskmanager.supervision.watch import LeaseLost, watch_attempt
+from taskmanager.supervision.watch import LeaseLost, hand_over, heartbeat, watch_attempt
 from taskmanager.transitions import (
     ConcurrentChange,
     record_event,
@@ -96,7 +96,8 @@ class Supervisor:
     def _run_attempt(self, attempt: LeasedAttempt, prepared: PreparedAttempt) -> None:
         """Launch or adopt the leased attempt, watch it, and finish it."""
         try:
-            self._launch_or_adopt(attempt, prepared)
+            if not self._launch_or_adopt(attempt, prepared):
+                return  # shutting down: the run was handed over
         except BackendError as exc:
             finish_attempt(attempt, Outcome.launch_failed(exc))
             return
@@ -237,28 +238,64 @@ class Supervisor:
 
     # --- phase 2: launch or adopt --------------------------------------------------------
 
-    def _launch_or_adopt(self, attempt: LeasedAttempt, prepared: PreparedAttempt) -> None:
+    def _launch_or_adopt(self, attempt: LeasedAttempt, prepared: PreparedAttempt) -> bool:
+        """Launch the attempt's container or adopt it; False if the run was handed over.
+
+        Raises ``BackendError`` only for a launch the backend refused.
+        """
         if prepared.spec is not None:
             # This manager just created the attempt: no container can exist under its
             # fresh name, and the run is already marked launching.
             self._launch(attempt, prepared.spec)
-            return
+            return True
         token = attempt.token
-        status = self.runtime.backend.status(attempt.name)
+        status = self._status_keeping_lease(attempt)
+        if status is None:
+            return False
         with self.runtime.sessions.begin() as session:
             run = session.get_one(Run, attempt.ref.run_id)
             if status.state is not ContainerState.NOT_FOUND:
                 data = {"attempt": run.attempt, "lease_token": token}
                 record_event(session, run.job_id, "adopted", data, run_id=run.id)
                 attempt.log.info("container adopted", state=status.state.value)
-                return
+                return True
             if run.run_state is RunState.RUNNING:
-                return  # the container vanished while unwatched; the watch loop marks it lost
+                return True  # it vanished while unwatched; the watch loop marks it lost
             job = session.get_one(Job, run.job_id)
             if job.cancel_requested:
                 raise CancelledBeforeLaunch
             spec = self._spec_for_launch(session, job, run, token)
         self._launch(attempt, spec)
+        return True
+
+    def _status_keeping_lease(self, attempt: LeasedAttempt) -> ContainerStatus | None:
+        """Read the container's status, asking again (lease renewed) while reads fail.
+
+        A throttled or failing control plane (429, 5xx, a network error) says nothing
+        about the container, which may be running fine: the read is retried with
+        backoff, honouring the backend's Retry-After but renewing the lease well within
+        its TTL, and never taken for a launch failure. None when the manager is
+        shutting down (the run is handed over); ``LeaseLost`` if another manager took it.
+        """
+        settings = self.runtime.settings
+        longest_wait = settings.lease_ttl_s / 3
+        delay = min(settings.poll_interval_s, longest_wait)
+        while True:
+            try:
+                return self.runtime.backend.status(attempt.name)
+            except BackendError as exc:
+                if self.runtime.shutdown.is_set():
+                    hand_over(attempt)
+                    return None
+                heartbeat(attempt, None)
+                wait = min(exc.retry_after_s or delay, longest_wait)
+                attempt.log.warning(
+                    "status read failed while adopting; asking again",
+                    error=str(exc),
+                    retry_in_s=round(wait, 3),
+                )
+                self.runtime.shutdown.wait(wait)
+                delay = min(delay * 2, longest_wait)
 
     def _spec_for_launch(self, session: Session, job: Job, run: Run, token: int) -> ContainerSpec:
         """Build the run's spec and mark the run launching (in the caller's transaction)."""

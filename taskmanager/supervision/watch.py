@@ -71,7 +71,7 @@ def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome 
     deadline = _deadline_of(attempt, prepared)
     while True:
         if runtime.shutdown.is_set():
-            _hand_over(attempt)
+            hand_over(attempt)
             return None
         status = _look(attempt)
         if status is not None and (status.is_finished or status.state is ContainerState.NOT_FOUND):
@@ -89,7 +89,7 @@ def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome 
             # Nothing to record, and no deadline runs yet; a cancel is seen next look.
             runtime.backend.wait(attempt.name, settings.poll_interval_s)
             continue
-        beat = _heartbeat(attempt, status if is_starting else None)
+        beat = heartbeat(attempt, status if is_starting else None)
         if is_starting and beat is not None and status is not None:
             deadline.started_at = status.started_at or beat.db_now
         reason = _stop_reason(attempt, beat, deadline)
@@ -143,7 +143,7 @@ def _look(attempt: LeasedAttempt) -> ContainerStatus | None:
         return None
 
 
-def _heartbeat(attempt: LeasedAttempt, started: ContainerStatus | None) -> Heartbeat | None:
+def heartbeat(attempt: LeasedAttempt, started: ContainerStatus | None) -> Heartbeat | None:
     """Renew the lease, store new progress and, given ``started``, record the start.
 
     One transaction whatever it carries, on every step but the one that finds the
@@ -208,7 +208,7 @@ def _stop(attempt: LeasedAttempt, reason: StopReason) -> Outcome | None:
     return Outcome.stopped(reason, status, attempt.container_log.tracker)
 
 
-def _hand_over(attempt: LeasedAttempt) -> None:
+def hand_over(attempt: LeasedAttempt) -> None:
     """Release the lease and wake another manager; the container keeps running."""
     runtime = attempt.runtime
     with runtime.sessions.begin() as session:

@@ -1,0 +1,81 @@
+"""A container backend that fails on cue: the faults a cloud control plane brings.
+
+Wraps a real backend and forwards every call, except that the next calls of a chosen
+method may raise a ``BackendError`` (a 429 with Retry-After, a 5xx, a network error)
+before reaching it. A fake that behaves, not a mock: what is not failed really happens.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from taskmanager.backends.base import (
+    BackendError,
+    ContainerBackend,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerStatus,
+)
+
+
+@dataclass
+class FaultyBackend:
+    """Forward to ``inner``; raise the queued errors of a method first."""
+
+    inner: ContainerBackend
+    failures: dict[str, list[BackendError]] = field(default_factory=lambda: defaultdict(list))
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    @property
+    def name(self) -> str:
+        """Return the wrapped backend's name."""
+        return self.inner.name
+
+    def fail_next(self, method: str, count: int, *, retry_after_s: float | None = None) -> None:
+        """Make the next ``count`` calls of ``method`` fail as a throttled (429) read would."""
+        error = BackendError(
+            f"{method}: 429 Too Many Requests (injected)",
+            is_retryable=True,
+            retry_after_s=retry_after_s,
+        )
+        self.failures[method].extend([error] * count)
+
+    def _enter(self, method: str) -> None:
+        self.calls[method] += 1
+        if self.failures[method]:
+            raise self.failures[method].pop(0)
+
+    def launch(self, spec: ContainerSpec) -> None:
+        """Launch through the wrapped backend unless a failure is due."""
+        self._enter("launch")
+        self.inner.launch(spec)
+
+    def status(self, name: str) -> ContainerStatus:
+        """Read the status through the wrapped backend unless a failure is due."""
+        self._enter("status")
+        return self.inner.status(name)
+
+    def wait(self, name: str, timeout_s: float) -> None:
+        """Wait through the wrapped backend."""
+        self.inner.wait(name, timeout_s)
+
+    def logs_since(self, name: str, cursor: int) -> tuple[str, int]:
+        """Read logs through the wrapped backend unless a failure is due."""
+        self._enter("logs_since")
+        return self.inner.logs_since(name, cursor)
+
+    def stop(self, name: str, grace_s: float) -> None:
+        """Stop through the wrapped backend unless a failure is due."""
+        self._enter("stop")
+        self.inner.stop(name, grace_s)
+
+    def remove(self, name: str) -> None:
+        """Remove through the wrapped backend unless a failure is due."""
+        self._enter("remove")
+        self.inner.remove(name)
+
+    def list_ours(self) -> list[ContainerInfo]:
+        """List through the wrapped backend unless a failure is due."""
+        self._enter("list_ours")
+        return self.inner.list_ours()

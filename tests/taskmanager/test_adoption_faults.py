@@ -1,0 +1,57 @@
+"""Adoption under a throttled control plane: a failed read is never a verdict.
+
+Regression for issue 15, item 1: an adopter whose first status read got a 429 (long
+Retry-After) recorded the healthy run ``failed/capacity``, billed it $0, removed the
+running container and launched attempt 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+from sqlalchemy import func, update
+
+from taskmanager.jobs import job_events
+from taskmanager.models import Run
+from taskmanager.states import JobState
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.supervisor import Supervisor
+from tests.taskmanager.conftest import TERMINAL, SubmitFake, runs_of, wait_for_job
+from tests.taskmanager.faults import FaultyBackend
+
+
+def _die_after_launch(runtime: Runtime, job_id: uuid.UUID) -> None:
+    """Create and launch the job's attempt as a manager would, then fall silent."""
+    prepared = Supervisor(runtime, "dead-manager")._prepare(job_id)
+    assert prepared is not None
+    assert prepared.spec is not None
+    runtime.backend.launch(prepared.spec)
+    # The dead manager's lease is long stale: no waiting out a real TTL.
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(Run)
+            .where(Run.job_id == job_id)
+            .values(heartbeat_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
+        )
+
+
+def test_a_throttled_first_read_does_not_fail_an_adopted_run(
+    runtime: Runtime, submit_fake: SubmitFake
+) -> None:
+    job = submit_fake({"seconds": 2, "steps": 4})
+    _die_after_launch(runtime, job.id)
+    throttled = FaultyBackend(runtime.backend)
+    throttled.fail_next("status", 3, retry_after_s=30)
+    adopter = dataclasses.replace(runtime, backend=throttled)
+    Supervisor(adopter, "adopter").supervise(job.id)
+
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == JobState.SUCCEEDED
+    [run] = runs_of(runtime, job.id)  # no second attempt
+    assert run.failure_kind is None
+    assert run.billed_seconds is not None
+    assert run.billed_seconds > 0
+    assert throttled.calls["remove"] == 1  # only once it had finished
+    kinds = [event.kind for event in job_events(runtime.sessions, job.id)]
+    assert "adopted" in kinds
