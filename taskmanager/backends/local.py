@@ -31,6 +31,9 @@ from taskmanager.backends.base import (
 SHIM = Path(__file__).with_name("localshim.sh")
 # A launch that has not written its pid within this long has failed to start.
 _START_TIMEOUT_S = 30.0
+# The environment variable naming the container in its own processes: the identity a
+# stop checks before it signals a recorded process group.
+_MARK = "CLIPYARD_LOCAL_CONTAINER"
 _MAX_LOG_CHUNK = 4 * 1024 * 1024
 
 
@@ -84,7 +87,7 @@ class LocalBackend:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, **spec.env, **spec.secure_env},
+                env={**os.environ, **spec.env, **spec.secure_env, _MARK: spec.name},
                 start_new_session=True,
             )
         )
@@ -165,10 +168,13 @@ class LocalBackend:
         return data[:end].decode("utf-8", errors="replace"), cursor + end
 
     def stop(self, name: str, grace_s: float) -> None:
-        """SIGTERM the container's process group, then SIGKILL it after ``grace_s``."""
+        """SIGTERM the container's process group, then SIGKILL it after ``grace_s``.
+
+        Only a group proven to be this container's is signalled (see ``_is_group_of``).
+        """
         run_dir = self._dir(name)
         pgid = _read_int(run_dir / "pgid")
-        if pgid is None or _has_exited(run_dir):
+        if pgid is None or _has_exited(run_dir) or not _is_group_of(pgid, name):
             return
         (run_dir / "stop_requested").touch()
         _signal_group(pgid, signal.SIGTERM)
@@ -177,7 +183,8 @@ class LocalBackend:
             self.wait(name, deadline - time.monotonic())
             if _has_exited(run_dir):
                 return
-        _signal_group(pgid, signal.SIGKILL)
+        if _is_group_of(pgid, name):
+            _signal_group(pgid, signal.SIGKILL)
         self.wait(name, 5.0)
 
     def remove(self, name: str) -> None:
@@ -186,7 +193,7 @@ class LocalBackend:
         if not run_dir.exists():
             return
         pgid = _read_int(run_dir / "pgid")
-        if pgid is not None and not _has_exited(run_dir):
+        if pgid is not None and not _has_exited(run_dir) and _is_group_of(pgid, name):
             _signal_group(pgid, signal.SIGKILL)
             self.wait(name, 5.0)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -206,6 +213,21 @@ class LocalBackend:
     def log_path(self, name: str) -> Path:
         """Return the file holding the container's whole log (for saving it at the end)."""
         return self._dir(name) / "output.log"
+
+
+def _is_group_of(pgid: int, name: str) -> bool:
+    """Tell whether process group ``pgid`` is the container ``name``'s own.
+
+    A recorded id outlives its process: after the worker's container restarts (run
+    directories kept on a volume) or a reboot, it may name another job's compositor.
+    The group's leader carries the container's name in its environment, set at launch
+    and inherited from the shim, which no reused id can fake.
+    """
+    try:
+        environment = Path(f"/proc/{pgid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return f"{_MARK}={name}".encode() in environment.split(b"\0")
 
 
 def _is_alive(pid: int, run_dir: Path) -> bool:
