@@ -74,6 +74,10 @@ class ProgressTracker:
     def _touch(self) -> None:
         self.last_change_at = self.clock()
 
+    def restart_stall_clock(self) -> None:
+        """Count the time without progress from now (when the container starts)."""
+        self._touch()
+
     def seconds_since_change(self) -> float:
         """Return how long no progress has been reported."""
         return self.clock() - self.last_change_at

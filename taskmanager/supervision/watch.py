@@ -92,6 +92,9 @@ def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome 
         beat = heartbeat(attempt, status if is_starting else None)
         if is_starting and beat is not None and status is not None:
             deadline.started_at = status.started_at or beat.db_now
+            # Progress can only stall once the container runs: an image pull or a slow
+            # provisioning is bounded by the backend's own start timeout instead.
+            tracker.restart_stall_clock()
         reason = _stop_reason(attempt, beat, deadline)
         if reason is not None:
             outcome = _stop(attempt, reason)
@@ -125,7 +128,8 @@ def _stop_reason(
     if remaining is not None and remaining < 0:
         return StopReason.DEADLINE
     stall_timeout_s = attempt.runtime.settings.stall_timeout_s
-    if attempt.container_log.tracker.seconds_since_change() > stall_timeout_s:
+    is_running = deadline.started_at is not None
+    if is_running and attempt.container_log.tracker.seconds_since_change() > stall_timeout_s:
         return StopReason.STALLED
     return None
 

@@ -7,6 +7,7 @@ before reaching it. A fake that behaves, not a mock: what is not failed really h
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from taskmanager.backends.base import (
     ContainerBackend,
     ContainerInfo,
     ContainerSpec,
+    ContainerState,
     ContainerStatus,
 )
 
@@ -79,3 +81,52 @@ class FaultyBackend:
         """List through the wrapped backend unless a failure is due."""
         self._enter("list_ours")
         return self.inner.list_ours()
+
+
+@dataclass
+class SlowStartBackend(FaultyBackend):
+    """A backend whose containers stay pending (pulling, provisioning) for a while.
+
+    ``launch`` is accepted at once, but the wrapped backend only starts the container
+    once ``start_delay_s`` has passed, as ACI does after an image pull.
+    """
+
+    start_delay_s: float = 0.0
+    _pending: dict[str, tuple[float, ContainerSpec]] = field(default_factory=dict)
+
+    def launch(self, spec: ContainerSpec) -> None:
+        """Accept the launch; start the container later."""
+        self._enter("launch")
+        self._pending.setdefault(spec.name, (time.monotonic() + self.start_delay_s, spec))
+
+    def _start_if_due(self, name: str) -> bool:
+        """Start the container if its delay is over; tell whether it is still pending."""
+        if name not in self._pending:
+            return False
+        due, spec = self._pending[name]
+        if time.monotonic() < due:
+            return True
+        del self._pending[name]
+        self.inner.launch(spec)
+        return False
+
+    def status(self, name: str) -> ContainerStatus:
+        """Say pending while provisioning, then forward."""
+        self._enter("status")
+        if self._start_if_due(name):
+            return ContainerStatus(ContainerState.PENDING)
+        return self.inner.status(name)
+
+    def logs_since(self, name: str, cursor: int) -> tuple[str, int]:
+        """Nothing to read while provisioning."""
+        self._enter("logs_since")
+        if name in self._pending:
+            return "", cursor
+        return self.inner.logs_since(name, cursor)
+
+    def wait(self, name: str, timeout_s: float) -> None:
+        """Sleep while provisioning; otherwise wait on the container."""
+        if name in self._pending:
+            time.sleep(max(0.0, timeout_s))
+            return
+        self.inner.wait(name, timeout_s)

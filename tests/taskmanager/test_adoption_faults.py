@@ -18,7 +18,7 @@ from taskmanager.states import JobState
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, runs_of, wait_for_job
-from tests.taskmanager.faults import FaultyBackend
+from tests.taskmanager.faults import FaultyBackend, SlowStartBackend
 
 
 def _die_after_launch(runtime: Runtime, job_id: uuid.UUID) -> None:
@@ -55,3 +55,17 @@ def test_a_throttled_first_read_does_not_fail_an_adopted_run(
     assert throttled.calls["remove"] == 1  # only once it had finished
     kinds = [event.kind for event in job_events(runtime.sessions, job.id)]
     assert "adopted" in kinds
+
+
+def test_a_slow_start_is_not_a_stall(runtime: Runtime, submit_fake: SubmitFake) -> None:
+    """Regression for issue 15, item 3: an image pull longer than the stall timeout."""
+    settings = runtime.settings.model_copy(update={"stall_timeout_s": 1.0})
+    slow = SlowStartBackend(runtime.backend, start_delay_s=2.5)
+    manager = dataclasses.replace(runtime, settings=settings, backend=slow)
+    job = submit_fake({"seconds": 0.5, "steps": 2})
+    Supervisor(manager, "manager").supervise(job.id)
+
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == JobState.SUCCEEDED
+    [run] = runs_of(runtime, job.id)
+    assert run.failure_kind is None
