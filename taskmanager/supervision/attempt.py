@@ -43,12 +43,13 @@ class PreparedAttempt:
     lease_written_at: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class LeasedAttempt:
     """An attempt under this manager's lease: what launching, watching and finishing share.
 
     Every write about the run carries ``token``; ``log`` is bound to the job, the
-    container and the token.
+    container and the token. ``lease_renewed_at`` (runtime clock) is when the last
+    transaction that renewed the lease began: container actions check it.
     """
 
     runtime: Runtime
@@ -58,6 +59,7 @@ class LeasedAttempt:
     token: int
     container_log: ContainerLog
     log: structlog.BoundLogger
+    lease_renewed_at: float
 
     @property
     def name(self) -> str:

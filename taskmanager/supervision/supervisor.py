@@ -29,7 +29,14 @@ from taskmanager.supervision.finishing import finish_attempt
 from taskmanager.supervision.leases import take_lease
 from taskmanager.supervision.outcome import Outcome
 from taskmanager.supervision.runtime import Runtime
-from taskmanager.supervision.watch import LeaseLost, hand_over, heartbeat, watch_attempt
+from taskmanager.supervision.watch import (
+    LeaseLost,
+    LeaseUnproven,
+    hand_over,
+    has_fresh_lease,
+    heartbeat,
+    watch_attempt,
+)
 from taskmanager.transitions import (
     ConcurrentChange,
     record_event,
@@ -67,11 +74,15 @@ class Supervisor:
 
     def supervise(self, job_id: uuid.UUID) -> None:
         """Drive the job's current attempt as far as this manager can."""
-        job_log = log.bind(job_id=str(job_id), manager=self.owner)
         prepared = self._with_db_retry(lambda: self._prepare(job_id))
-        if prepared is None:
-            return
+        if prepared is not None:
+            self.drive(prepared)
+
+    def drive(self, prepared: PreparedAttempt) -> None:
+        """Hold (or take) the attempt's lease, then launch or adopt, watch and finish it."""
         ref = prepared.ref
+        job_log = log.bind(job_id=str(ref.job_id), manager=self.owner)
+        renewed_at = prepared.lease_written_at if prepared.token else self.runtime.clock()
         token = prepared.token or self._with_db_retry(lambda: self._take_lease(ref.run_id))
         if token is None:
             job_log.info("run supervised elsewhere", container=ref.container_name)
@@ -85,6 +96,7 @@ class Supervisor:
                 self.runtime.backend, ref.container_name, self.runtime.clock
             ),
             log=job_log.bind(container=ref.container_name, lease_token=token),
+            lease_renewed_at=renewed_at or 0.0,
         )
         try:
             self._run_attempt(attempt, prepared)
@@ -325,6 +337,13 @@ class Supervisor:
             raise BackendError(str(exc), is_retryable=False) from exc
 
     def _launch(self, attempt: LeasedAttempt, spec: ContainerSpec) -> None:
+        """Launch the container, once the lease is proven fresh.
+
+        A creator paused after committing its run may wake past its TTL, after another
+        manager adopted and even finished the attempt: it must launch nothing then.
+        """
+        if not has_fresh_lease(attempt):
+            raise LeaseUnproven
         try:
             self.runtime.backend.launch(spec)
         except BackendError as exc:

@@ -38,10 +38,30 @@ log = structlog.get_logger(__name__)
 # of its TTL) needs no renewal while its container has not even started: the first look
 # after a launch saves a transaction.
 _FRESH_LEASE_S = 1.0
+# A container action (launch, stop) needs a lease renewed within this fraction of its
+# TTL: a manager paused past its TTL must not act on a container another may now hold.
+_SAFE_LEASE_FRACTION = 0.25
 
 
 class LeaseLost(Exception):
     """Another manager took the run over; stop touching it."""
+
+
+class LeaseUnproven(LeaseLost):
+    """The lease could not be renewed (database unreachable): act on no container."""
+
+
+def has_fresh_lease(attempt: LeasedAttempt) -> bool:
+    """Renew the lease unless it was renewed just now; tell whether it is proven ours.
+
+    Raises ``LeaseLost`` if another manager holds it; False if the database did not
+    answer (then nothing may be done to the container this step).
+    """
+    runtime = attempt.runtime
+    safe_for = runtime.settings.lease_ttl_s * _SAFE_LEASE_FRACTION
+    if runtime.clock() - attempt.lease_renewed_at <= safe_for:
+        return True
+    return heartbeat(attempt, None) is not None
 
 
 @dataclass
@@ -155,11 +175,13 @@ def heartbeat(attempt: LeasedAttempt, started: ContainerStatus | None) -> Heartb
     starts (``_FRESH_LEASE_S``). None if the database is unreachable.
     """
     tracker = attempt.container_log.tracker
+    began = attempt.runtime.clock()
     try:
         with attempt.runtime.sessions.begin() as session:
             beat = renew_lease(session, attempt.ref.run_id, attempt.token)
             if beat is None:
                 raise LeaseLost
+            attempt.lease_renewed_at = began
             if started is not None:
                 _mark_running(session, attempt, started)
             if tracker.has_new_progress:
@@ -200,8 +222,16 @@ def _mark_running(session: Session, attempt: LeasedAttempt, status: ContainerSta
 
 
 def _stop(attempt: LeasedAttempt, reason: StopReason) -> Outcome | None:
-    """Stop the container; None if the backend refused (the next step tries again)."""
+    """Stop the container; None if not now (the next step tries again).
+
+    Not now: the lease is not proven fresh, or the backend refused. A container found
+    to have exited 0 meanwhile has succeeded, whatever the reason to stop it was.
+    """
+    if not has_fresh_lease(attempt):
+        attempt.log.warning("lease not renewed; not stopping the container this step")
+        return None
     backend = attempt.runtime.backend
+    tracker = attempt.container_log.tracker
     attempt.log.info("stopping container", reason=reason.value)
     try:
         backend.stop(attempt.name, attempt.runtime.settings.stop_grace_s)
@@ -209,7 +239,9 @@ def _stop(attempt: LeasedAttempt, reason: StopReason) -> Outcome | None:
     except BackendError as exc:
         attempt.log.warning("stop failed; retrying at the next step", error=str(exc))
         return None
-    return Outcome.stopped(reason, status, attempt.container_log.tracker)
+    if status.is_finished and status.exit_code == 0:
+        return Outcome.from_status(status, tracker)
+    return Outcome.stopped(reason, status, tracker)
 
 
 def hand_over(attempt: LeasedAttempt) -> None:

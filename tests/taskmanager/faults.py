@@ -130,3 +130,16 @@ class SlowStartBackend(FaultyBackend):
             time.sleep(max(0.0, timeout_s))
             return
         self.inner.wait(name, timeout_s)
+
+
+@dataclass
+class ExitsBeforeStop(FaultyBackend):
+    """A backend where the container ends on its own just as the manager stops it."""
+
+    def stop(self, name: str, grace_s: float) -> None:
+        """Let the container finish first, then stop what is left (nothing)."""
+        self._enter("stop")
+        deadline = time.monotonic() + 30.0
+        while not self.inner.status(name).is_finished and time.monotonic() < deadline:
+            self.inner.wait(name, 0.5)
+        self.inner.stop(name, grace_s)

@@ -12,13 +12,14 @@ import uuid
 
 from sqlalchemy import func, update
 
+from taskmanager.backends.base import ContainerState
 from taskmanager.jobs import job_events
 from taskmanager.models import Run
 from taskmanager.states import JobState
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, runs_of, wait_for_job
-from tests.taskmanager.faults import FaultyBackend, SlowStartBackend
+from tests.taskmanager.faults import ExitsBeforeStop, FaultyBackend, SlowStartBackend
 
 
 def _die_after_launch(runtime: Runtime, job_id: uuid.UUID) -> None:
@@ -69,3 +70,49 @@ def test_a_slow_start_is_not_a_stall(runtime: Runtime, submit_fake: SubmitFake) 
     assert done.state == JobState.SUCCEEDED
     [run] = runs_of(runtime, job.id)
     assert run.failure_kind is None
+
+
+def test_a_creator_that_wakes_after_the_adopter_finished_launches_nothing(
+    runtime: Runtime, submit_fake: SubmitFake
+) -> None:
+    """Regression for issue 15, item 5: a paused creator ran the job a second time."""
+    job = submit_fake({"seconds": 0.5, "steps": 2})
+    paused_at = runtime.clock()
+    creator = Supervisor(runtime, "creator")
+    prepared = creator._prepare(job.id)  # committed: the run and its lease exist
+    assert prepared is not None
+    # The creator is paused past its TTL: another manager adopts and finishes the attempt.
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(Run)
+            .where(Run.job_id == job.id)
+            .values(heartbeat_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
+        )
+    Supervisor(runtime, "adopter").supervise(job.id)
+    assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.SUCCEEDED
+    name = prepared.ref.container_name
+    assert runtime.backend.status(name).state is ContainerState.NOT_FOUND  # removed
+
+    # The creator resumes where it stopped, its clock now well past the lease's TTL.
+    late = runtime.settings.lease_ttl_s * 10
+    resumed = dataclasses.replace(runtime, clock=lambda: paused_at + late)
+    Supervisor(resumed, "creator").drive(prepared)
+    assert runtime.backend.status(name).state is ContainerState.NOT_FOUND
+    assert len(runs_of(runtime, job.id)) == 1
+    assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.SUCCEEDED
+
+
+def test_a_container_that_exits_0_as_it_is_stopped_has_succeeded(
+    runtime: Runtime, submit_fake: SubmitFake
+) -> None:
+    """Regression for issue 15, item 8: a stop reported a success as stalled and re-ran it."""
+    settings = runtime.settings.model_copy(update={"stall_timeout_s": 0.5})
+    manager = dataclasses.replace(
+        runtime, settings=settings, backend=ExitsBeforeStop(runtime.backend)
+    )
+    job = submit_fake({"seconds": 2, "steps": 1})
+    Supervisor(manager, "manager").supervise(job.id)
+
+    assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.SUCCEEDED
+    [run] = runs_of(runtime, job.id)
+    assert run.state == "succeeded"
