@@ -21,7 +21,7 @@ import structlog
 
 from taskmanager.cli.context import CliError, load_settings
 from taskmanager.settings import Settings
-from taskmanager.supervision.reconciler import reconcile
+from taskmanager.supervision.reconciler import reconcile, reconcile_forever
 from taskmanager.supervision.worker import build_runtime
 
 log = structlog.get_logger(__name__)
@@ -53,19 +53,17 @@ def run_managers(settings: Settings, queues: str, processes: int, *, is_reconcil
         signal.signal(signum, lambda *_: stop.set())
     managers = [_start_manager(queues) for _ in range(processes)]
     log.info("task managers started", queues=queues, processes=processes)
-    next_reconcile = time.monotonic()
+    reconciler = threading.Thread(
+        target=reconcile_forever, args=(runtime, stop), name="reconciler", daemon=True
+    )
+    if is_reconciling:
+        reconciler.start()
     try:
         while not stop.wait(0.5):
             for index, manager in enumerate(managers):
                 if manager.poll() is not None:
                     log.warning("task manager died; restarting", code=manager.returncode)
                     managers[index] = _start_manager(queues)
-            if is_reconciling and time.monotonic() >= next_reconcile:
-                next_reconcile = time.monotonic() + settings.reconcile_interval_s
-                try:
-                    reconcile(runtime)
-                except Exception:  # the next pass tries again; never take the managers down
-                    log.exception("reconcile failed")
     finally:
         for manager in managers:
             _signal_group(manager, signal.SIGTERM)
@@ -76,6 +74,8 @@ def run_managers(settings: Settings, queues: str, processes: int, *, is_reconcil
             except subprocess.TimeoutExpired:
                 _signal_group(manager, signal.SIGKILL)
                 manager.wait()
+        if reconciler.is_alive():
+            reconciler.join(timeout=_SHUTDOWN_TIMEOUT_S)
         runtime.engine.dispose()
         log.info("task managers stopped")
 
@@ -107,4 +107,5 @@ def reconcile_once() -> None:
         f"adopted {len(report.adopted)}, requeued {len(report.requeued)},"
         f" removed {len(report.removed_containers)} leaked containers"
         + (" (skipped: another reconciler is running)" if report.is_skipped else "")
+        + "".join(f"\nnot done: {failure}" for failure in report.failures)
     )

@@ -13,6 +13,7 @@ advisory lock makes one reconciler run at a time across all machines.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from taskmanager.backends.base import APP_TAG, ContainerStatus
+from taskmanager.backends.base import APP_TAG, BackendError, ContainerStatus
 from taskmanager.batches.ledger import waiting_batch_jobs
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
@@ -42,6 +43,8 @@ class ReconcileReport:
     requeued: list[uuid.UUID] = field(default_factory=list)
     removed_containers: list[str] = field(default_factory=list)
     is_skipped: bool = False
+    # What this pass could not do (a failed cloud read, a failed step): the next tries again.
+    failures: list[str] = field(default_factory=list)
 
 
 def reconcile(runtime: Runtime) -> ReconcileReport:
@@ -55,20 +58,43 @@ def reconcile(runtime: Runtime) -> ReconcileReport:
             report.is_skipped = True
             return report
         try:
-            _wake_stale_runs(runtime, report)
-            _requeue_lost_wakeups(runtime, report)
-            _remove_leaked_containers(runtime, report)
+            # Each step on its own: a throttled cloud read must not stop the re-enqueueing.
+            for step in (_wake_stale_runs, _requeue_lost_wakeups, _remove_leaked_containers):
+                try:
+                    step(runtime, report)
+                except Exception as exc:
+                    log.exception("reconcile step failed", step=step.__name__)
+                    report.failures.append(f"{step.__name__.strip('_')}: {exc}")
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILE_LOCK_KEY})
             connection.commit()
-    if report.adopted or report.requeued or report.removed_containers:
+    if report.adopted or report.requeued or report.removed_containers or report.failures:
         log.info(
             "reconciled",
             adopted=len(report.adopted),
             requeued=len(report.requeued),
             removed_containers=len(report.removed_containers),
+            failures=len(report.failures),
         )
     return report
+
+
+def run_reconcile_pass(runtime: Runtime) -> ReconcileReport | None:
+    """Run one pass; log a failure (the next pass tries again) instead of raising it."""
+    try:
+        return reconcile(runtime)
+    except Exception:
+        log.exception("reconcile failed")
+        return None
+
+
+def reconcile_forever(runtime: Runtime, stop: threading.Event) -> None:
+    """Run a pass every ``reconcile_interval_s`` until ``stop`` is set.
+
+    What ``clipyard worker`` runs, and what the tests run: a failed pass never ends it.
+    """
+    while not stop.wait(runtime.settings.reconcile_interval_s):
+        run_reconcile_pass(runtime)
 
 
 def _wake_stale_runs(runtime: Runtime, report: ReconcileReport) -> None:
@@ -150,14 +176,21 @@ def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None
     for container in runtime.backend.list_ours():
         if container.tags.get("app", APP_TAG) != APP_TAG:
             continue
-        with runtime.sessions.begin() as session:
-            run = session.scalars(select(Run).where(Run.container_name == container.name)).first()
-            if run is not None and run.state in LIVE_RUN_STATES:
-                continue  # a live run's container, never touched here
-            runtime.backend.remove(container.name)
-            report.removed_containers.append(container.name)
-            _charge_leak(session, run, container.status, prices)
-            log.info("leaked container removed", container=container.name)
+        try:
+            with runtime.sessions.begin() as session:
+                run = session.scalars(
+                    select(Run).where(Run.container_name == container.name)
+                ).first()
+                if run is not None and run.state in LIVE_RUN_STATES:
+                    continue  # a live run's container, never touched here
+                runtime.backend.remove(container.name)
+                report.removed_containers.append(container.name)
+                _charge_leak(session, run, container.status, prices)
+                log.info("leaked container removed", container=container.name)
+        except BackendError as exc:
+            # One container the control plane would not delete: the rest still get done.
+            log.warning("leaked container not removed", container=container.name, error=str(exc))
+            report.failures.append(f"remove {container.name}: {exc}")
 
 
 def _charge_leak(

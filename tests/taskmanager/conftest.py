@@ -23,7 +23,7 @@ from taskmanager.jobs import JobRequest, submit_job
 from taskmanager.models import Job, Run
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES, JobState
-from taskmanager.supervision.reconciler import reconcile
+from taskmanager.supervision.reconciler import reconcile_forever
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.worker import build_runtime
 from tests.armemulator.fixtures import arm_emulator, emulator_settings  # noqa: F401
@@ -146,12 +146,7 @@ def workers(manager_settings: Settings, tmp_path: Path) -> Iterator[WorkerPool]:
 def reconciler(runtime: Runtime) -> Iterator[None]:
     """Run the reconciler on its interval in the background, as `clipyard worker` does."""
     stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(runtime.settings.reconcile_interval_s):
-            reconcile(runtime)
-
-    thread = threading.Thread(target=loop, daemon=True)
+    thread = threading.Thread(target=reconcile_forever, args=(runtime, stop), daemon=True)
     thread.start()
     yield
     stop.set()

@@ -208,6 +208,22 @@ def test_list_ours_lists_by_tag_across_pages(
         backend.remove(name)
 
 
+def test_a_throttled_read_leaves_one_group_out_of_the_listing_not_all(
+    backend: AciBackend,
+    arm_emulator: ArmEmulator,  # noqa: F811
+) -> None:
+    """Regression for issue 15, item 7: one throttled get aborted the whole listing."""
+    for name in ("g7a", "g7b"):
+        backend.launch(_spec(name, image="idle"))
+    arm_emulator.throttle("get", retry_after_s=30, count=1)
+    listed = [info.name for info in backend.list_ours()]
+    assert len(listed) == 1
+    assert set(listed) < {"g7a", "g7b"}
+    assert {info.name for info in backend.list_ours()} == {"g7a", "g7b"}
+    for name in ("g7a", "g7b"):
+        backend.remove(name)
+
+
 # --- injected faults ---------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ set, its entry kept ``is_queued`` saying yes, and the reconciler skipped the job
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 from taskmanager.supervision.tasks import SupervisionHandlers
 from tests.taskmanager.conftest import SubmitFake
+from tests.taskmanager.faults import FaultyBackend
 
 
 @pytest.fixture
@@ -119,3 +121,16 @@ def test_waking_sooner_moves_a_later_entry_forward(
     scheduled = _entry_states(enqueuer, job.id)["scheduled"]
     assert scheduled is not None
     assert scheduled < time.time() + 60
+
+
+def test_a_failed_cloud_listing_does_not_stop_the_rest_of_a_pass(
+    runtime: Runtime, enqueuer: TaskTigerEnqueuer, submit_fake: SubmitFake
+) -> None:
+    """Regression for issue 15, item 7: one failed read aborted the whole reconcile pass."""
+    job = submit_fake()
+    enqueuer.tiger.connection.flushdb()  # Redis lost the wake-up
+    listing_fails = FaultyBackend(runtime.backend)
+    listing_fails.fail_next("list_ours", 1)
+    report = reconcile(dataclasses.replace(runtime, backend=listing_fails))
+    assert job.id in report.requeued
+    assert any("remove_leaked_containers" in failure for failure in report.failures)
