@@ -150,9 +150,17 @@ class TaskTigerEnqueuer:
         the error set is replaced, and one scheduled later than asked is brought forward:
         TaskTiger's own ``delay`` would leave both as they are.
         """
-        # The task must outlive the container's deadline plus the stop grace and the
-        # finishing steps, or TaskTiger would kill a healthy supervisor.
-        hard_timeout = max_runtime_s + self.settings.stop_grace_s + 120
+        # The task must outlive the container's whole life, or TaskTiger would kill a
+        # healthy supervisor: provisioning, the deadline, the stop grace and the removal,
+        # plus a margin for the finishing steps.
+        settings = self.settings
+        hard_timeout = (
+            settings.aci_start_timeout_s
+            + max_runtime_s
+            + settings.stop_grace_s
+            + settings.aci_delete_timeout_s
+            + 120
+        )
         task = self._task(job_id, self.queue_for(is_batch), hard_timeout, wake_key)
         run_at = time.time() + (delay_s or 0.0)
         entry = self._entry(task)

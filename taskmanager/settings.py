@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # Exponential backoff between attempts: base * 2**(attempt-1), capped, with jitter.
     retry_base_delay_s: float = Field(default=10.0, ge=0)
     retry_max_delay_s: float = Field(default=600.0, ge=0)
+    # A launch the backend refuses for now (quota, capacity, 429, 5xx) costs no attempt,
+    # but a job gives up after this many such refusals or this long since it was submitted.
+    max_capacity_retries: int = Field(default=20, ge=0)
+    capacity_retry_window_s: float = Field(default=6 * 3600.0, gt=0)
 
     # --- queues ------------------------------------------------------------------------
     # TaskTiger has no priorities: interactive and batch work use separate queues served

@@ -1,7 +1,7 @@
 """Where each kind of blob lives: one function per kind, and key validation.
 
-Layout: ``uploads/{user}/{id}``, ``templates/{name}/{file}``, ``outputs/{job}/{file}``,
-``logs/{job}/{attempt}.log``.
+Layout: ``uploads/{user}/{id}``, ``templates/{name}/{file}``,
+``outputs/{job}/{attempt}/{file}``, ``logs/{job}/{attempt}-{lease token}.log``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def template_key(name: str, filename: str) -> str:
     return validate_key(f"templates/{name}/{filename}")
 
 
-def output_key(job_id: uuid.UUID, filename: str) -> str:
-    """Return the key of one output file of a job (video, poster)."""
-    return validate_key(f"outputs/{job_id}/{filename}")
+def output_key(job_id: uuid.UUID, attempt: int, filename: str) -> str:
+    """Return the key of one output file (video, poster) of a job's attempt.
+
+    Per attempt: a retry that starts while the previous attempt's container is still
+    being removed (a slow or failed delete) writes beside it, never over it.
+    """
+    return validate_key(f"outputs/{job_id}/{attempt}/{filename}")
 
 
 def log_key(job_id: uuid.UUID, attempt: int, lease_token: int) -> str:

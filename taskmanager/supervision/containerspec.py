@@ -77,12 +77,14 @@ def build_spec(
         return ContainerSpec(image="fake", args=fake_args(fake, run.attempt), **common)
     read_ttl = timedelta(seconds=settings.input_url_ttl_s)
     write_ttl = timedelta(seconds=job.max_runtime_s + settings.output_url_margin_s)
+    video_key = output_key(job.id, run.attempt, OUTPUT_VIDEO)
+    poster_key = output_key(job.id, run.attempt, OUTPUT_POSTER)
     secure_env = {
         "CLIPYARD_TEMPLATE_VIDEO_URL": storage.read_url(template.video_key, read_ttl),
         "CLIPYARD_TRACK_URL": storage.read_url(template.track_key, read_ttl),
         "CLIPYARD_IMAGE_URL": storage.read_url(upload.blob_key, read_ttl),
-        "CLIPYARD_OUTPUT_URL": storage.write_url(output_key(job.id, OUTPUT_VIDEO), write_ttl),
-        "CLIPYARD_POSTER_URL": storage.write_url(output_key(job.id, OUTPUT_POSTER), write_ttl),
+        "CLIPYARD_OUTPUT_URL": storage.write_url(video_key, write_ttl),
+        "CLIPYARD_POSTER_URL": storage.write_url(poster_key, write_ttl),
     }
     if template.matte_key:
         secure_env["CLIPYARD_MATTE_URL"] = storage.read_url(template.matte_key, read_ttl)

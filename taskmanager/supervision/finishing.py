@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from taskmanager.backends.base import BackendError
 from taskmanager.batches.ledger import settle_batch, waiting_batch_jobs, wake_jobs
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Job, Run
+from taskmanager.settings import Settings
 from taskmanager.states import FailureKind, JobState, RunState
 from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
@@ -107,6 +109,8 @@ def finish_attempt(attempt: LeasedAttempt, outcome: Outcome) -> None:
             )
             reserved = job.reserved_usd
             target, changes = _job_target(job, outcome)
+            if target is JobState.RETRY_WAIT and outcome.failure_kind is FailureKind.CAPACITY:
+                target, changes = _bound_capacity_retries(session, job, db_now, changes, settings)
             if has_progress:
                 changes.setdefault("progress", tracker.fraction)
             changes.update(actual_cost_usd=job.actual_cost_usd + cost, reserved_usd=0)
@@ -176,13 +180,40 @@ def _billed_seconds(outcome: Outcome, run: Run, db_now: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
+def _bound_capacity_retries(
+    session: Session, job: Job, db_now: datetime, changes: dict[str, Any], settings: Settings
+) -> tuple[JobState, dict[str, Any]]:
+    """Give up on a job the backend keeps refusing, by count and by time.
+
+    A refusal for now (quota, capacity, 429, 5xx) costs no attempt, so without a bound a
+    persistent one would retry forever; the job's error says which bound it hit.
+    """
+    refusals = session.scalar(
+        select(func.count())
+        .select_from(Run)
+        .where(Run.job_id == job.id, Run.failure_kind == FailureKind.CAPACITY)
+    )
+    waited_s = (db_now - job.created_at).total_seconds()
+    if (refusals or 0) <= settings.max_capacity_retries and (
+        waited_s <= settings.capacity_retry_window_s
+    ):
+        return JobState.RETRY_WAIT, changes
+    message = (
+        f"the backend refused to launch the container {refusals} times over "
+        f"{waited_s / 60:.0f} min (limits: max_capacity_retries "
+        f"{settings.max_capacity_retries}, capacity_retry_window_s "
+        f"{settings.capacity_retry_window_s:g}); last refusal: {changes.get('error_message')}"
+    )
+    return JobState.FAILED, {"error_code": FailureKind.CAPACITY, "error_message": message}
+
+
 def _job_target(job: Job, outcome: Outcome) -> tuple[JobState, dict[str, Any]]:
     """Choose the job's next state after an attempt, with the columns to change."""
     if outcome.run_state is RunState.SUCCEEDED:
         return JobState.SUCCEEDED, {
             "progress": 1.0,
-            "output_key": output_key(job.id, OUTPUT_VIDEO),
-            "poster_key": output_key(job.id, OUTPUT_POSTER),
+            "output_key": output_key(job.id, job.attempt, OUTPUT_VIDEO),
+            "poster_key": output_key(job.id, job.attempt, OUTPUT_POSTER),
         }
     if outcome.run_state is RunState.CANCELLED or job.cancel_requested:
         return JobState.CANCELLED, {}

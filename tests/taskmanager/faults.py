@@ -34,13 +34,16 @@ class FaultyBackend:
         """Return the wrapped backend's name."""
         return self.inner.name
 
-    def fail_next(self, method: str, count: int, *, retry_after_s: float | None = None) -> None:
-        """Make the next ``count`` calls of ``method`` fail as a throttled (429) read would."""
-        error = BackendError(
-            f"{method}: 429 Too Many Requests (injected)",
-            is_retryable=True,
-            retry_after_s=retry_after_s,
-        )
+    def fail_next(
+        self,
+        method: str,
+        count: int,
+        *,
+        retry_after_s: float | None = None,
+        message: str = "429 Too Many Requests (injected)",
+    ) -> None:
+        """Make the next ``count`` calls of ``method`` fail as a throttled (429) call would."""
+        error = BackendError(f"{method}: {message}", is_retryable=True, retry_after_s=retry_after_s)
         self.failures[method].extend([error] * count)
 
     def _enter(self, method: str) -> None:

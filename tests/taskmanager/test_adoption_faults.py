@@ -116,3 +116,24 @@ def test_a_container_that_exits_0_as_it_is_stopped_has_succeeded(
     assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.SUCCEEDED
     [run] = runs_of(runtime, job.id)
     assert run.state == "succeeded"
+
+
+def test_a_launch_refused_for_good_gives_up_with_a_reason(
+    runtime: Runtime, submit_fake: SubmitFake
+) -> None:
+    """Regression for issue 15, item 8: a persistent 5xx on create retried forever."""
+    settings = runtime.settings.model_copy(
+        update={"max_capacity_retries": 2, "retry_base_delay_s": 0.0}
+    )
+    refusing = FaultyBackend(runtime.backend)
+    refusing.fail_next("launch", 100, message="503 Service Unavailable (injected)")
+    manager = dataclasses.replace(runtime, settings=settings, backend=refusing)
+    job = submit_fake()
+    for _ in range(10):
+        Supervisor(manager, "manager").supervise(job.id)
+    done = wait_for_job(runtime, job.id, TERMINAL)
+    assert done.state == JobState.FAILED
+    assert done.error_code == "capacity"
+    assert "max_capacity_retries 2" in (done.error_message or "")
+    assert "503 Service Unavailable" in (done.error_message or "")
+    assert refusing.calls["launch"] == 3

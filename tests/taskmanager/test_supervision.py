@@ -53,6 +53,8 @@ def test_transient_failure_is_retried_then_succeeds(
     done = wait_for_job(runtime, job.id, TERMINAL)
     assert done.state == "succeeded"
     assert done.attempt == 2
+    # Outputs are per attempt: a retry never writes over a slow-to-die predecessor's.
+    assert done.output_key == f"outputs/{job.id}/2/video.mp4"
     runs = runs_of(runtime, job.id)
     assert [(r.state, r.exit_code, r.failure_kind) for r in runs] == [
         ("failed", 3, "storage"),
