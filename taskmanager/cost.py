@@ -123,13 +123,25 @@ ADMISSION_MODELS = ModelCache()
 
 
 def estimate_job_cost(
-    session: Session, job: Job, template: Template, settings: Settings
+    session: Session,
+    job: Job,
+    template: Template,
+    settings: Settings,
+    *,
+    is_spot: bool | None = None,
 ) -> Decimal:
-    """Estimate one attempt of ``job``, never more than its deadline allows."""
+    """Estimate one attempt of ``job``, never more than its deadline allows.
+
+    ``is_spot`` is the attempt's priority where it differs from the job's (None: the job's).
+    """
     model = ADMISSION_MODELS.get(session, template, settings)
     seconds = min(model.seconds(template, job.cpu), float(job.max_runtime_s))
     return container_cost(
-        PriceTable.from_settings(settings), seconds, job.cpu, job.memory_gb, is_spot=job.is_spot
+        PriceTable.from_settings(settings),
+        seconds,
+        job.cpu,
+        job.memory_gb,
+        is_spot=job.is_spot if is_spot is None else is_spot,
     )
 
 

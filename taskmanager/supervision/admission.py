@@ -63,9 +63,13 @@ def _refuse(reason: str, retry_after_s: float | None) -> Admission:
     return Admission(is_admitted=False, reason=reason, retry_after_s=retry_after_s)
 
 
-def admit(session: Session, job: Job, template: Template, settings: Settings) -> Admission:
+def admit(
+    session: Session, job: Job, template: Template, settings: Settings, *, is_spot: bool
+) -> Admission:
     """Decide whether ``job``'s next attempt may launch, reserving budget if it may.
 
+    ``is_spot`` is the priority the attempt will run at (Regular once a Spot job has
+    been evicted too often): its reservation is priced at that, not at the job's wish.
     Must run inside the transaction that then creates the run.
     """
     session.execute(_TAKE_ADMISSION_LOCK, {"key": ADMISSION_LOCK_KEY})
@@ -89,7 +93,8 @@ def admit(session: Session, job: Job, template: Template, settings: Settings) ->
             return refusal
     if batch is None:
         return Admission(is_admitted=True)
-    return _admit_to_batch(session, batch, job, template, settings, live_in_batch)
+    estimate = estimate_job_cost(session, job, template, settings, is_spot=is_spot)
+    return _admit_to_batch(session, batch, job, estimate, live_in_batch)
 
 
 def _check_create_rate(session: Session, settings: Settings) -> Admission | None:
@@ -111,12 +116,7 @@ def _check_create_rate(session: Session, settings: Settings) -> Admission | None
 
 
 def _admit_to_batch(
-    session: Session,
-    batch: Batch,
-    job: Job,
-    template: Template,
-    settings: Settings,
-    running: int,
+    session: Session, batch: Batch, job: Job, estimate: Decimal, running: int
 ) -> Admission:
     """Apply the batch's concurrency cap and budget; reserve the estimate if admitted.
 
@@ -130,7 +130,6 @@ def _admit_to_batch(
         return _refuse(batch.paused_reason or f"batch_{batch.state}", None)
     if running >= batch.max_concurrent:
         return _refuse("batch_max_concurrent", None)
-    estimate = estimate_job_cost(session, job, template, settings)
     if batch.spent_usd + batch.reserved_usd + estimate > batch.budget_usd:
         if running > 0:
             # Running jobs may cost less than reserved: decide once they have settled

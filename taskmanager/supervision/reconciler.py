@@ -17,13 +17,14 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from taskmanager.backends.base import APP_TAG, BackendError, ContainerStatus
-from taskmanager.batches.ledger import waiting_batch_jobs
+from taskmanager.batches.ledger import settle_batch, waiting_batch_jobs
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
 from taskmanager.states import LIVE_RUN_STATES, BatchState, JobState
@@ -196,28 +197,31 @@ def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None
 def _charge_leak(
     session: Session, run: Run | None, status: ContainerStatus, prices: PriceTable
 ) -> None:
-    """Book what a leaked container cost to its job, unless its run already paid."""
+    """Book what a leaked container ran beyond its run's bill, to its job and batch.
+
+    A run is billed up to its own end; a container that ran on after it (its removal
+    failed, or it was launched again) ran unbilled until now, when the janitor removes
+    it. Every container-second reaches the job's cost and the batch's spend.
+    """
     if run is None:
-        return
-    if run.cost_usd is not None:
-        record_event(
-            session,
-            run.job_id,
-            "leaked_container_removed",
-            {"container": run.container_name},
-            run_id=run.id,
-        )
-        return
-    seconds = 0.0
-    if status.started_at is not None and status.finished_at is not None:
-        seconds = (status.finished_at - status.started_at).total_seconds()
+        return  # no run of ours: nothing to book it to (the removal is logged)
+    db_now = session.execute(select(func.now())).scalar_one()
+    start = status.started_at
+    if start is not None and run.cost_usd is not None and run.finished_at is not None:
+        start = max(start, run.finished_at)
+    end = status.finished_at or db_now
+    seconds = max(0.0, (end - start).total_seconds()) if start is not None else 0.0
     cost = container_cost(prices, seconds, run.cpu, run.memory_gb, is_spot=run.is_spot)
-    job = session.get_one(Job, run.job_id)
-    job.actual_cost_usd += cost
+    if cost > 0:
+        job = session.get_one(Job, run.job_id, with_for_update=True)
+        job.actual_cost_usd += cost
+        run.cost_usd = (run.cost_usd or Decimal(0)) + cost
+        if job.batch_id is not None:
+            settle_batch(session, job.batch_id, Decimal(0), cost)
     record_event(
         session,
         run.job_id,
         "leaked_container_removed",
-        {"container": run.container_name, "cost_usd": str(cost)},
+        {"container": run.container_name, "cost_usd": str(cost), "seconds": round(seconds, 3)},
         run_id=run.id,
     )

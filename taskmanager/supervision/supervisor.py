@@ -166,7 +166,10 @@ class Supervisor:
         if job.cancel_requested:
             transition_job(session, job, JobState.CANCELLED, reason="cancelled while queued")
             return None
-        admission = admit(session, job, template, self.runtime.settings)
+        # Spot until it has been evicted too often, then Regular priority; the budget is
+        # reserved at the price the attempt will really run at.
+        is_spot = job.is_spot and job.evictions < self.runtime.settings.spot_max_evictions
+        admission = admit(session, job, template, self.runtime.settings, is_spot=is_spot)
         if not admission.is_admitted:
             self._note_refusal(session, job, admission.reason or "refused")
             if admission.retry_after_s is not None:
@@ -178,8 +181,6 @@ class Supervisor:
                 )
             return None
         attempt = job.attempt + 1
-        # Spot until it has been evicted too often, then Regular priority.
-        is_spot = job.is_spot and job.evictions < self.runtime.settings.spot_max_evictions
         run = Run(
             id=uuid.uuid4(),
             job_id=job.id,

@@ -7,19 +7,23 @@ not rescued by a periodic sweep.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
+from taskmanager.backends.base import ContainerSpec, ContainerState
 from taskmanager.batches.jobs import BatchRow, submit_rows
 from taskmanager.batches.ledger import waiting_batch_jobs
 from taskmanager.batches.service import BatchRequest, create_batch, get_batch, set_budget
-from taskmanager.cost import PriceTable, container_cost
-from taskmanager.models import Batch, Job, JobEvent, Run
+from taskmanager.cost import PriceTable, container_cost, estimate_job_cost
+from taskmanager.models import Batch, Job, JobEvent, Run, Template
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
+from taskmanager.supervision.reconciler import reconcile
 from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.supervisor import Supervisor
 from tests.services import wait_until
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, wait_for_job
 from tests.taskmanager.factories import make_run
@@ -198,3 +202,76 @@ def test_the_next_jobs_woken_fill_the_free_slots_oldest_first(
         session.flush()
         assert woken() == []
         assert waiting_batch_jobs(session, uuid.uuid4()) == []
+
+
+def test_an_attempt_falling_back_to_regular_reserves_the_regular_price(
+    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    """Regression for issue 15, item 4b: a Spot reservation for a Regular attempt."""
+    owner, upload, template = owner_and_upload
+    request = BatchRequest(
+        owner_id=owner,
+        name="spot-batch",
+        budget_usd=Decimal(1),
+        cpu=CPU,
+        memory_gb=MEMORY,
+        max_runtime_s=MAX_RUNTIME_S,
+        is_spot=True,
+    )
+    batch_id = create_batch(runtime.sessions, runtime.settings, request).id
+    row = BatchRow("spot-row", template, upload, params={"fake": {"seconds": 1}})
+    submit_rows(runtime.sessions, runtime.enqueuer, runtime.settings, batch_id, owner, [row])
+    [job] = _jobs(runtime, batch_id)
+    evicted_enough = runtime.settings.spot_max_evictions
+    with runtime.sessions.begin() as session:
+        session.get_one(Job, job.id).evictions = evicted_enough
+    prepared = Supervisor(runtime, "manager")._prepare(job.id)
+    assert prepared is not None
+    with runtime.sessions() as session:
+        job = session.get_one(Job, job.id)
+        run = session.get_one(Run, prepared.ref.run_id)
+        template_row = session.get_one(Template, job.template_id)
+        regular = estimate_job_cost(session, job, template_row, runtime.settings, is_spot=False)
+        spot = estimate_job_cost(session, job, template_row, runtime.settings, is_spot=True)
+    assert run.is_spot is False
+    assert regular > spot
+    assert job.reserved_usd == regular
+
+
+def test_a_leaked_container_s_time_reaches_the_job_and_the_batch(
+    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    """Regression for issue 15, item 4c: leaked spend was never booked to anyone."""
+    batch_id = _submit(runtime, owner_and_upload, Decimal(1), count=1, max_concurrent=1)
+    [job] = _jobs(runtime, batch_id)
+    Supervisor(runtime, "manager").supervise(job.id)
+    assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.SUCCEEDED
+    with runtime.sessions() as session:
+        run = session.scalars(select(Run).where(Run.job_id == job.id)).one()
+        spent_before = session.get_one(Batch, batch_id).spent_usd
+        cost_before = session.get_one(Job, job.id).actual_cost_usd
+    # The same container runs again after its run was billed (a removal that failed, a
+    # second launch): its time after the run's end is no one's until the janitor books it.
+    stray = ContainerSpec(
+        name=run.container_name,
+        image="fake",
+        args=["--seconds", "30"],
+        cpu=CPU,
+        memory_gb=MEMORY,
+        tags={"app": "clipyard", "job_id": str(job.id), "attempt": "1"},
+    )
+    runtime.backend.launch(stray)
+
+    def has_run_a_second() -> bool:
+        status = runtime.backend.status(run.container_name)
+        started = status.started_at
+        is_running = status.state == ContainerState.RUNNING and started is not None
+        return is_running and datetime.now(UTC) - started > timedelta(seconds=1)
+
+    wait_until(has_run_a_second, 20, "the stray container has run a second")
+    report = reconcile(runtime)
+    assert report.removed_containers == [run.container_name]
+    with runtime.sessions() as session:
+        extra = session.get_one(Job, job.id).actual_cost_usd - cost_before
+        assert extra > 0
+        assert session.get_one(Batch, batch_id).spent_usd - spent_before == extra
