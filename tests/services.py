@@ -133,8 +133,10 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
     process = subprocess.Popen(
         [
             str(AZURITE_BIN),
-            "--blobHost", "127.0.0.1",
-            "--blobPort", str(port),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
@@ -144,7 +146,7 @@ def run_azurite(workdir: Path) -> Iterator[Azurite]:
         stderr=subprocess.STDOUT,
         cwd=workdir,  # whatever Azurite writes lands here, not in the repository
         env={**os.environ, "AZURITE_ACCOUNTS": f"{AZURITE_ACCOUNT}:{AZURITE_KEY}"},
-    )  # fmt: skip
+    )
 
     def is_listening() -> bool:
         if process.poll() is not None:
@@ -170,11 +172,25 @@ def run_api(env: dict[str, str], log: Path, *, threads: int = 8) -> Iterator[str
     port = free_port()
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--threads", str(threads)],
-            env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "backend",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--threads",
+                str(threads),
+            ],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{port}"
 
     def is_up() -> bool:

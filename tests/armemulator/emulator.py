@@ -105,34 +105,51 @@ class ArmEmulator:
             status, "ServiceUnavailable" if status == 503 else "Conflict"
         )
         self.faults.add(
-            Fault(kind, status, code or default_code, message or f"injected {status}", count,
-                  retry_after_s)
-        )  # fmt: skip
+            Fault(
+                kind,
+                status,
+                code or default_code,
+                message or f"injected {status}",
+                count,
+                retry_after_s,
+            )
+        )
 
     def throttle(self, kind: str, retry_after_s: float, count: int = 1) -> None:
         """Answer 429 with ``Retry-After``, as ARM throttling does."""
-        self.fail_next(kind, 429, count=count, retry_after_s=retry_after_s,
-                       message="The request is being throttled.")  # fmt: skip
+        self.fail_next(
+            kind,
+            429,
+            count=count,
+            retry_after_s=retry_after_s,
+            message="The request is being throttled.",
+        )
 
     def exceed_quota(self, count: int = 1) -> None:
         """Refuse the next creates with the quota error ACI gives."""
         self.fail_next(
-            "create", 409, count=count, code=QUOTA_CODE,
+            "create",
+            409,
+            count=count,
+            code=QUOTA_CODE,
             message=(
                 "Resource type 'Microsoft.ContainerInstance/containerGroups' container group "
                 f"quota 'StandardCores' exceeded in region 'eastus'. Limit: 10, Usage: 10, "
                 f"Requested: 1. (subscription {self.subscription_id})"
             ),
-        )  # fmt: skip
+        )
 
     def lack_capacity(self, count: int = 1) -> None:
         """Refuse the next creates as a region out of capacity does."""
         self.fail_next(
-            "create", 409, count=count, code=CAPACITY_CODE,
+            "create",
+            409,
+            count=count,
+            code=CAPACITY_CODE,
             message="The requested resource with 'CPU: 1.0, Memory: 1.0 GB' is not "
             "available in the location 'eastus' at this moment. Please retry your request "
             "or try a different location.",
-        )  # fmt: skip
+        )
 
     def fail_image_pull(self, image: str, message: str | None = None) -> None:
         """Make groups created with ``image`` fail provisioning with a pull-failure event."""
@@ -158,10 +175,15 @@ class ArmEmulator:
         if not group.is_spot:
             raise AssertionError(f"{name} is not a Spot group: ACI evicts only Spot groups")
         group.group_events.append(
-            {"count": 1, "firstTimestamp": iso(time.time()), "lastTimestamp": iso(time.time()),
-             "name": "SpotEvicted", "type": "Warning",
-             "message": "The Spot container group was evicted to reclaim capacity."}
-        )  # fmt: skip
+            {
+                "count": 1,
+                "firstTimestamp": iso(time.time()),
+                "lastTimestamp": iso(time.time()),
+                "name": "SpotEvicted",
+                "type": "Warning",
+                "message": "The Spot container group was evicted to reclaim capacity.",
+            }
+        )
         group.stop(0.2, detail="Evicted")
 
     def kill_oom(self, name: str) -> None:
@@ -276,11 +298,15 @@ class ArmEmulator:
             }
             now = time.time()
             group = Group(
-                name=name, body=strip_secrets(body), command=command, env=env,
-                log_path=self.root / f"{name}.{uuid.uuid4().hex[:8]}.log", created_at=now,
+                name=name,
+                body=strip_secrets(body),
+                command=command,
+                env=env,
+                log_path=self.root / f"{name}.{uuid.uuid4().hex[:8]}.log",
+                created_at=now,
                 ready_at=now + self._slow.pop(name, self.provisioning_delay_s),
                 pull_error=self._pull_failures.get(image),
-            )  # fmt: skip
+            )
             self._groups[name] = group
             self.put_bodies[name] = body
             self.create_times.append(now)
@@ -304,10 +330,11 @@ class ArmEmulator:
         image = container.get("image", "")
         if repository(image) not in self.images:
             return error(
-                400, IMAGE_CODE,
+                400,
+                IMAGE_CODE,
                 f"The image '{image}' in container group '{name}' is not accessible. "
                 "Please check the image and registry credential.",
-            )  # fmt: skip
+            )
         return None
 
     def _find(self, name: str) -> Group | None:
@@ -316,10 +343,11 @@ class ArmEmulator:
 
     def _not_found(self, name: str) -> Answer:
         return error(
-            404, "ResourceNotFound",
+            404,
+            "ResourceNotFound",
             f"The Resource '{_PROVIDER}/{name}' under resource group "
             f"'{self.resource_group}' was not found.",
-        )  # fmt: skip
+        )
 
     def _get(self, name: str) -> Answer:
         group = self._find(name)
@@ -387,8 +415,10 @@ class ArmEmulator:
             )
         body: dict[str, Any] = {"id": op_id, "name": op_id, "status": status}
         if status == "Failed":
-            body["error"] = {"code": "ContainerGroupDeploymentFailed",
-                             "message": group.pull_error or "provisioning failed"}  # fmt: skip
+            body["error"] = {
+                "code": "ContainerGroupDeploymentFailed",
+                "message": group.pull_error or "provisioning failed",
+            }
         return Answer(200, body)
 
     def _advance_all(self) -> None:

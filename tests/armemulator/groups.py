@@ -77,9 +77,15 @@ class Group:
         """Record a container event as ACI reports them."""
         now = iso(time.time())
         self.events.append(
-            {"count": 1, "firstTimestamp": now, "lastTimestamp": now, "name": name,
-             "message": message, "type": kind}
-        )  # fmt: skip
+            {
+                "count": 1,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "name": name,
+                "message": message,
+                "type": kind,
+            }
+        )
 
     def advance(self, now: float) -> None:
         """Start the container when provisioning is over; note its exit."""
@@ -110,10 +116,13 @@ class Group:
         with self.log_path.open("ab") as log:
             try:
                 self.process = subprocess.Popen(
-                    self.command, stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                    self.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **self.env},
                     process_group=0,
-                )  # fmt: skip
+                )
             except OSError as exc:
                 log.write(f"cannot start {self.command[0]}: {exc}\n".encode())
                 self._terminate(now, 127, "Error")
@@ -204,8 +213,10 @@ class Group:
                 current["exitCode"] = self.exit_code
         container = properties["containers"][0]
         container["properties"]["instanceView"] = {
-            "restartCount": 0, "currentState": current, "events": list(self.events)
-        }  # fmt: skip
+            "restartCount": 0,
+            "currentState": current,
+            "events": list(self.events),
+        }
         properties["instanceView"] = {
             "state": self.group_state(),
             "events": list(self.group_events),

@@ -108,10 +108,18 @@ def template(app: Flask) -> Template:
     # Not a real video: the API only hands the bytes over.
     storage.upload("templates/frame/video.mp4", io.BytesIO(b"\x00\x00\x00\x18ftypmp42"))
     row = Template(
-        name="frame", title="Frame", duration_s=5.0, fps=25.0, width=1280, height=720,
-        frame_count=125, placement_aspect=1.5, video_key="templates/frame/video.mp4",
-        track_key="templates/frame/track.json", poster_key="templates/frame/poster.png",
-    )  # fmt: skip
+        name="frame",
+        title="Frame",
+        duration_s=5.0,
+        fps=25.0,
+        width=1280,
+        height=720,
+        frame_count=125,
+        placement_aspect=1.5,
+        video_key="templates/frame/video.mp4",
+        track_key="templates/frame/track.json",
+        poster_key="templates/frame/poster.png",
+    )
     with services.sessions.begin() as session:
         session.add(row)
     return row

@@ -28,8 +28,13 @@ def bobs_resources(
     batch = client.post(
         "/api/v1/batches", json={"name": "b", "budget_usd": "1.5"}, headers=operator.headers
     )
-    return {"job_id": job_id, "upload_id": upload_id, "token_id": token_id,
-            "batch_id": batch.json["id"], "name": "frame"}  # fmt: skip
+    return {
+        "job_id": job_id,
+        "upload_id": upload_id,
+        "token_id": token_id,
+        "batch_id": batch.json["id"],
+        "name": "frame",
+    }
 
 
 def _call(client: FlaskClient, method: str, path: str, headers: dict[str, str]) -> int:

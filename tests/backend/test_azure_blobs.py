@@ -38,11 +38,21 @@ def azure_app(api_settings: Settings, azurite: Azurite) -> Iterator[Flask]:
     services = app.extensions["clipyard"]
     services.storage.upload("templates/frame/poster.jpg", io.BytesIO(b"\xff\xd8 a poster"))
     with services.sessions.begin() as session:
-        session.add(Template(
-            name="frame", title="Frame", duration_s=5.0, fps=25.0, width=1280, height=720,
-            frame_count=125, placement_aspect=1.5, video_key="templates/frame/video.mp4",
-            track_key="templates/frame/track.json", poster_key="templates/frame/poster.jpg",
-        ))  # fmt: skip
+        session.add(
+            Template(
+                name="frame",
+                title="Frame",
+                duration_s=5.0,
+                fps=25.0,
+                width=1280,
+                height=720,
+                frame_count=125,
+                placement_aspect=1.5,
+                video_key="templates/frame/video.mp4",
+                track_key="templates/frame/track.json",
+                poster_key="templates/frame/poster.jpg",
+            )
+        )
     yield app
     services.hub.stop()
     services.engine.dispose()
@@ -59,10 +69,14 @@ def test_result_and_poster_redirect_to_read_only_urls(azure_app: Flask) -> None:
     storage.upload(f"outputs/{job_id}/poster.jpg", io.BytesIO(b"\xff\xd8 poster"))
     with azure_app.extensions["clipyard"].sessions.begin() as session:
         session.execute(
-            update(Job).where(Job.id == job_id).values(
-                state=JobState.SUCCEEDED.value, output_key=f"outputs/{job_id}/video.mp4",
-                poster_key=f"outputs/{job_id}/poster.jpg")
-        )  # fmt: skip
+            update(Job)
+            .where(Job.id == job_id)
+            .values(
+                state=JobState.SUCCEEDED.value,
+                output_key=f"outputs/{job_id}/video.mp4",
+                poster_key=f"outputs/{job_id}/poster.jpg",
+            )
+        )
 
     moved = client.get(f"/api/v1/jobs/{job_id}/result", headers=alice.headers)
     assert moved.status_code == 302
@@ -76,8 +90,12 @@ def test_result_and_poster_redirect_to_read_only_urls(azure_app: Flask) -> None:
     part = requests.get(location, headers={"Range": "bytes=10-19"}, timeout=10)
     assert (part.status_code, part.content) == (206, video[10:20])
     # Read-only: the URL cannot replace the result.
-    assert requests.put(location, data=b"x", headers={"x-ms-blob-type": "BlockBlob"},
-                        timeout=10).status_code == 403  # fmt: skip
+    assert (
+        requests.put(
+            location, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}, timeout=10
+        ).status_code
+        == 403
+    )
     poster = client.get(f"/api/v1/jobs/{job_id}/poster", headers=alice.headers)
     assert requests.get(poster.headers["Location"], timeout=10).content == b"\xff\xd8 poster"
     # Someone else's job does not exist for them, redirect or not.

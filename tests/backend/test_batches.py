@@ -70,9 +70,18 @@ def test_plan_uses_the_default_model_then_the_calibrated_one(
     with _sessions(app).begin() as session:
         for index, job in enumerate(session.scalars(select(Job))):
             job.state = "succeeded"
-            session.add(Run(job_id=job.id, attempt=1, container_name=f"c{index}",
-                            backend="local", state="succeeded", cpu=job.cpu,
-                            memory_gb=job.memory_gb, billed_seconds=10.0 + index * 2))  # fmt: skip
+            session.add(
+                Run(
+                    job_id=job.id,
+                    attempt=1,
+                    container_name=f"c{index}",
+                    backend="local",
+                    state="succeeded",
+                    cpu=job.cpu,
+                    memory_gb=job.memory_gb,
+                    billed_seconds=10.0 + index * 2,
+                )
+            )
     plan = client.post("/api/v1/batches/plan", json=body, headers=operator.headers).json
     assert plan["model"] == "calibrated"
     assert plan["groups"][0]["sample_runs"] == 2
@@ -82,12 +91,14 @@ def test_plan_uses_the_default_model_then_the_calibrated_one(
 
 def test_plan_names_the_bad_field(client: FlaskClient, operator: Identity, photo: str) -> None:
     for body, field in [
-        ({"groups": [{"template": "frame", "count": 1}, {"template": "nope", "count": 1}]},
-         "groups[1].template"),
+        (
+            {"groups": [{"template": "frame", "count": 1}, {"template": "nope", "count": 1}]},
+            "groups[1].template",
+        ),
         ({"groups": [{"template": "frame", "count": 0}]}, "groups.0.count"),
         ({"groups": [{"template": "frame", "count": 1, "cpu": "9"}]}, "groups.0.cpu"),
         ({"groups": []}, "groups"),
-    ]:  # fmt: skip
+    ]:
         answer = client.post("/api/v1/batches/plan", json=body, headers=operator.headers)
         assert answer.status_code == 422
         assert answer.mimetype == "application/problem+json"
@@ -103,8 +114,9 @@ def test_rows_are_idempotent_and_take_the_batch_resources(
     assert [r["is_created"] for r in first.json["items"]] == [True, True]
     again = _rows(client, operator, batch["id"], [_row("a", photo), _row("c", photo)])
     assert [(r["row_id"], r["is_created"]) for r in again.json["items"]] == [
-        ("a", False), ("c", True)
-    ]  # fmt: skip
+        ("a", False),
+        ("c", True),
+    ]
     assert again.json["items"][0]["job_id"] == first.json["items"][0]["job_id"]
     with _sessions(app)() as session:
         jobs = {j.row_id: j for j in session.scalars(select(Job))}
@@ -138,16 +150,20 @@ def test_budget_resumes_a_paused_batch_and_wakes_its_jobs(
     enqueuer = app.extensions["clipyard"].enqueuer
     tiger = enqueuer.tiger
     tiger.connection.flushdb()
-    answer = client.post(f"/api/v1/batches/{batch['id']}/budget", json={"budget_usd": "25.5"},
-                         headers=operator.headers)  # fmt: skip
+    answer = client.post(
+        f"/api/v1/batches/{batch['id']}/budget",
+        json={"budget_usd": "25.5"},
+        headers=operator.headers,
+    )
     assert answer.status_code == 200, answer.json
     assert (answer.json["state"], answer.json["paused_reason"]) == ("open", None)
     assert Decimal(answer.json["budget_usd"]) == Decimal("25.5")
     # One wake-up per free slot, for the oldest queued jobs.
     queued = tiger.connection.zcard(tiger._key("queued", "batch"))
     assert queued == 2
-    bad = client.post(f"/api/v1/batches/{batch['id']}/budget", json={"budget_usd": "-1"},
-                      headers=operator.headers)  # fmt: skip
+    bad = client.post(
+        f"/api/v1/batches/{batch['id']}/budget", json={"budget_usd": "-1"}, headers=operator.headers
+    )
     assert (bad.status_code, bad.json["field"]) == (422, "budget_usd")
 
 
@@ -162,8 +178,9 @@ def test_cancel_then_nothing_more(
     assert answer.json["jobs_by_state"] == {"cancelled": 3}
     more = _rows(client, operator, batch["id"], [_row("x", photo)])
     assert more.status_code == 409
-    budget = client.post(f"/api/v1/batches/{batch['id']}/budget", json={"budget_usd": "5"},
-                         headers=operator.headers)  # fmt: skip
+    budget = client.post(
+        f"/api/v1/batches/{batch['id']}/budget", json={"budget_usd": "5"}, headers=operator.headers
+    )
     assert budget.status_code == 409
 
 
@@ -184,8 +201,10 @@ def test_retry_failed_and_report(
         jobs[2].state = "timed_out"
     page = client.get(f"/api/v1/batches/{batch['id']}/report?limit=2", headers=operator.headers)
     assert [r["row_id"] for r in page.json["items"]] == ["r0", "r1"]
-    rest = client.get(f"/api/v1/batches/{batch['id']}/report?cursor={page.json['next_cursor']}",
-                      headers=operator.headers).json  # fmt: skip
+    rest = client.get(
+        f"/api/v1/batches/{batch['id']}/report?cursor={page.json['next_cursor']}",
+        headers=operator.headers,
+    ).json
     assert [r["row_id"] for r in rest["items"]] == ["r2", "r3", "r4"]
     assert rest["next_cursor"] is None
     first, second = page.json["items"]
@@ -195,8 +214,7 @@ def test_retry_failed_and_report(
     bad = client.get(f"/api/v1/batches/{batch['id']}/report?cursor=zz", headers=operator.headers)
     assert (bad.status_code, bad.json["field"]) == (422, "cursor")
 
-    retried = client.post(f"/api/v1/batches/{batch['id']}/retry-failed",
-                          headers=operator.headers)  # fmt: skip
+    retried = client.post(f"/api/v1/batches/{batch['id']}/retry-failed", headers=operator.headers)
     assert retried.status_code == 202
     assert retried.json["retried"] == 2
     assert retried.json["batch"]["jobs_by_state"] == {"queued": 4, "succeeded": 1}

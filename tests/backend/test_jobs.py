@@ -98,8 +98,13 @@ def test_list_filters_and_pages_with_a_cursor(
     by_state = client.get("/api/v1/jobs?state=queued&template=frame", headers=alice.headers)
     assert len(by_state.json["items"]) == 5
     assert client.get("/api/v1/jobs?template=other", headers=alice.headers).json["items"] == []
-    for query, field in (("state=nope", "state"), ("limit=0", "limit"), ("limit=x", "limit"),
-                         ("cursor=zzz", "cursor"), ("batch_id=1", "batch_id")):  # fmt: skip
+    for query, field in (
+        ("state=nope", "state"),
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=zzz", "cursor"),
+        ("batch_id=1", "batch_id"),
+    ):
         response = client.get(f"/api/v1/jobs?{query}", headers=alice.headers)
         assert response.status_code == 422
         assert response.json["field"] == field
@@ -135,9 +140,10 @@ def test_result_streams_with_range(
     services.storage.upload(f"outputs/{job_id}/video.mp4", io.BytesIO(video))
     with services.sessions.begin() as session:
         session.execute(
-            update(Job).where(Job.id == job_id).values(
-                state=JobState.SUCCEEDED.value, output_key=f"outputs/{job_id}/video.mp4")
-        )  # fmt: skip
+            update(Job)
+            .where(Job.id == job_id)
+            .values(state=JobState.SUCCEEDED.value, output_key=f"outputs/{job_id}/video.mp4")
+        )
     whole = client.get(f"/api/v1/jobs/{job_id}/result", headers=alice.headers)
     assert whole.status_code == 200
     assert whole.data == video
@@ -204,8 +210,9 @@ def test_sse_resumes_with_last_event_id_and_misses_nothing(
     first.close()  # the client drops the connection
     last_id = got[-1]["id"]
     _add_events(app, job_id, 2)  # written while nobody listens
-    second = client.get(f"/api/v1/jobs/{job_id}/events", headers={**sse, "Last-Event-ID": last_id},
-                        buffered=False)  # fmt: skip
+    second = client.get(
+        f"/api/v1/jobs/{job_id}/events", headers={**sse, "Last-Event-ID": last_id}, buffered=False
+    )
     frames = _frames(second.response)  # type: ignore[arg-type]
     resumed = [next(frames) for _ in range(2)]
     # A live event arrives while the stream waits; then the job ends and the stream closes.

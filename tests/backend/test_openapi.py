@@ -21,8 +21,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(app: Flask) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=6, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=6, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def check(case: object) -> None:
             response = case.call(headers=operator.headers)  # type: ignore[attr-defined]
             assert response.status_code < 500, (case, response.status_code)
@@ -58,8 +59,11 @@ def test_document_and_docs_page_are_served_locally(client: FlaskClient) -> None:
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "//" not in html  # no CDN: every asset is a path on this server
-    assets = ("/api/docs/assets/swagger-ui-bundle.js", "/api/docs/assets/swagger-ui.css",
-              "/api/docs/init.js")  # fmt: skip
+    assets = (
+        "/api/docs/assets/swagger-ui-bundle.js",
+        "/api/docs/assets/swagger-ui.css",
+        "/api/docs/init.js",
+    )
     for asset in assets:
         assert asset in html
         assert client.get(asset).status_code == 200

@@ -24,10 +24,19 @@ def _template_folder(folder: Path) -> Path:
     (folder / "track.json").write_text("{}")
     (folder / "poster.png").write_bytes(png_bytes(16, 9))
     info = TemplateInfo(
-        name="beach", title="Beach", width=1280, height=720, fps=Fraction(25), frame_count=125,
-        duration_s=5.0, aspect=1.5, has_audio=False, video=folder / "video.mp4",
-        track=folder / "track.json", poster=folder / "poster.png",
-    )  # fmt: skip
+        name="beach",
+        title="Beach",
+        width=1280,
+        height=720,
+        fps=Fraction(25),
+        frame_count=125,
+        duration_s=5.0,
+        aspect=1.5,
+        has_audio=False,
+        video=folder / "video.mp4",
+        track=folder / "track.json",
+        poster=folder / "poster.png",
+    )
     (folder / "beach.json").write_text(json.dumps(info.to_json()))
     (folder / "index.json").write_text(json.dumps({"templates": ["beach"]}))
     return folder
@@ -43,10 +52,19 @@ def test_load_is_idempotent_and_listed(
     again = load_templates(services.sessions, services.storage, folder)
     assert [(t.created, t.files_uploaded) for t in again] == [(False, 0)]
     listed = client.get("/api/v1/templates", headers=alice.headers).json["items"]
-    assert listed == [{"name": "beach", "title": "Beach", "duration_s": 5.0, "fps": 25.0,
-                       "width": 1280, "height": 720, "placement_aspect": 1.5,
-                       "poster_url": "/api/v1/templates/beach/poster",
-                       "preview_url": "/api/v1/templates/beach/video"}]  # fmt: skip
+    assert listed == [
+        {
+            "name": "beach",
+            "title": "Beach",
+            "duration_s": 5.0,
+            "fps": 25.0,
+            "width": 1280,
+            "height": 720,
+            "placement_aspect": 1.5,
+            "poster_url": "/api/v1/templates/beach/poster",
+            "preview_url": "/api/v1/templates/beach/video",
+        }
+    ]
     poster = client.get("/api/v1/templates/beach/poster", headers=alice.headers)
     assert poster.status_code == 200
     assert poster.mimetype == "image/png"
@@ -67,9 +85,10 @@ def test_cli_creates_operator_and_loads_templates(
     env = settings_env(api_settings)
     runner = CliRunner()
     created = runner.invoke(
-        main, ["user", "create", "boss@example.com", "--operator", "--token", "cli"],
+        main,
+        ["user", "create", "boss@example.com", "--operator", "--token", "cli"],
         env={**env, "CLIPYARD_NEW_USER_PASSWORD": "a long password"},
-    )  # fmt: skip
+    )
     assert created.exit_code == 0, created.output
     token = created.output.split("token: ")[1].strip()
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})

@@ -130,8 +130,12 @@ def test_photo_over_the_byte_limit_is_413(app: Flask, alice: Identity) -> None:
 
 
 def test_missing_file_field(client: FlaskClient, alice: Identity) -> None:
-    response = client.post("/api/v1/uploads", data={"other": "x"}, headers=alice.headers,
-                           content_type="multipart/form-data")  # fmt: skip
+    response = client.post(
+        "/api/v1/uploads",
+        data={"other": "x"},
+        headers=alice.headers,
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 422
     assert response.json["field"] == "file"  # type: ignore[index]
     not_multipart = client.post("/api/v1/uploads", json={}, headers=alice.headers)

@@ -38,8 +38,14 @@ def _serve_emulator(root: str, conn: Connection) -> None:
     from tests.armemulator import ArmEmulator
 
     emulator = ArmEmulator(Path(root))
-    conn.send((emulator.endpoint, str(emulator.ca_bundle), emulator.subscription_id,
-               emulator.resource_group))  # fmt: skip
+    conn.send(
+        (
+            emulator.endpoint,
+            str(emulator.ca_bundle),
+            emulator.subscription_id,
+            emulator.resource_group,
+        )
+    )
     conn.recv()  # told to stop
     conn.send(dict(emulator.requests))
     emulator.close()
@@ -49,9 +55,13 @@ def _run_job(backend: AciBackend, index: int) -> int:
     """Supervise one job; return how many polls it took."""
     name = f"bench-{index:03d}"
     spec = ContainerSpec(
-        name=name, image="fake", args=["--seconds", "1", "--steps", "4"], cpu=Decimal(1),
-        memory_gb=Decimal(1), tags={"app": "clipyard", "job_id": name, "attempt": "1"},
-    )  # fmt: skip
+        name=name,
+        image="fake",
+        args=["--seconds", "1", "--steps", "4"],
+        cpu=Decimal(1),
+        memory_gb=Decimal(1),
+        tags={"app": "clipyard", "job_id": name, "attempt": "1"},
+    )
     if backend.status(name).state is ContainerState.NOT_FOUND:
         backend.launch(spec)
     cursor, polls = 0, 0
@@ -80,11 +90,15 @@ def main() -> None:
         try:
             endpoint, ca_bundle, subscription_id, resource_group = ours.recv()
             fields: dict[str, Any] = {
-                "container_backend": "aci", "aci_subscription_id": subscription_id,
-                "aci_resource_group": resource_group, "aci_arm_endpoint": endpoint,
-                "aci_ca_bundle": ca_bundle, "aci_static_token": SecretStr("bench"),
-                "aci_lro_poll_interval_s": 0.05, "poll_interval_s": POLL_INTERVAL_S,
-            }  # fmt: skip
+                "container_backend": "aci",
+                "aci_subscription_id": subscription_id,
+                "aci_resource_group": resource_group,
+                "aci_arm_endpoint": endpoint,
+                "aci_ca_bundle": ca_bundle,
+                "aci_static_token": SecretStr("bench"),
+                "aci_lro_poll_interval_s": 0.05,
+                "poll_interval_s": POLL_INTERVAL_S,
+            }
             backend = create_aci_backend(Settings(**fields), redis_url=redis_server.url)
             cpu_before, wall_before = time.process_time(), time.monotonic()
             with ThreadPoolExecutor(CONCURRENCY) as pool:
@@ -101,8 +115,12 @@ def main() -> None:
     # own look (2 GETs), the create, the last logs read, the delete and its operation.
     constant = 2 * JOBS + requests.get("create", 0) + JOBS + requests.get("delete", 0)
     constant += requests.get("operation", 0)
-    emit("aci.sdk_calls_per_poll", (calls - constant) / polls, "calls/poll",
-         "<= 2 per poll interval per running job plus a constant")  # fmt: skip
+    emit(
+        "aci.sdk_calls_per_poll",
+        (calls - constant) / polls,
+        "calls/poll",
+        "<= 2 per poll interval per running job plus a constant",
+    )
     emit("aci.sdk_calls_per_job_constant", constant / JOBS, "calls/job", "a small constant")
     emit("aci.sdk_calls_per_poll_all_in", calls / polls, "calls/poll", "constants included")
     emit("aci.cpu_s_per_job", cpu / JOBS, "s", "")

@@ -73,18 +73,32 @@ def _seed(services: Services) -> tuple[str, str]:
     user = create_user(sessions, "bench@example.com", "benchmark password")
     _, token = create_token(sessions, user.id, "bench")
     with sessions.begin() as session:
-        session.add(Template(
-            name="frame", title="Frame", duration_s=5.0, fps=25.0, width=1280, height=720,
-            frame_count=125, placement_aspect=1.5, video_key="templates/frame/video.mp4",
-            track_key="templates/frame/track.json",
-        ))  # fmt: skip
+        session.add(
+            Template(
+                name="frame",
+                title="Frame",
+                duration_s=5.0,
+                fps=25.0,
+                width=1280,
+                height=720,
+                frame_count=125,
+                placement_aspect=1.5,
+                video_key="templates/frame/video.mp4",
+                track_key="templates/frame/track.json",
+            )
+        )
     photo = io.BytesIO()
     Image.new("RGB", (640, 480), (90, 120, 200)).save(photo, "JPEG")
     photo.seek(0)
     upload = store_upload(
-        sessions, create_storage(settings), user.id, photo, filename="p.jpg",
-        max_bytes=10_000_000, max_pixels=10_000_000,
-    )  # fmt: skip
+        sessions,
+        create_storage(settings),
+        user.id,
+        photo,
+        filename="p.jpg",
+        max_bytes=10_000_000,
+        max_pixels=10_000_000,
+    )
     engine.dispose()
     return token, str(upload.id)
 
@@ -229,9 +243,10 @@ class CpuMeter:
         self.api = psutil.Process(server_pid)
         # The postmaster is the one "postgres" process naming the data directory.
         self.postmaster = next(
-            p for p in psutil.process_iter(["name", "cmdline"])
+            p
+            for p in psutil.process_iter(["name", "cmdline"])
             if p.info["name"] == "postgres" and str(postgres_dir) in " ".join(p.info["cmdline"])
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _tree_cpu_s(root: psutil.Process) -> float:
@@ -286,8 +301,13 @@ async def measure(port: int, token: str, upload_id: str, meter: CpuMeter) -> Non
         raw = submit()
         connection.writer.write(raw)
         head = await connection.reader.readuntil(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")))  # fmt: skip
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
         job_ids.append(json.loads(await connection.reader.readexactly(length))["id"])
     connection.close()
     streams = await hold_sse_clients(port, token, job_ids)
@@ -306,8 +326,9 @@ def main() -> None:
         port = _free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "backend", "--host", HOST, "--port", str(port)],
-            env=_environment(services), cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
+            env=_environment(services),
+            cwd=Path(__file__).resolve().parents[2],
+        )
         try:
             _wait_ready(port, server)
             meter = CpuMeter(server.pid, services.root / "postgres")

@@ -96,46 +96,89 @@ def main() -> None:
     """Run the batch and print its figures."""
     with throwaway_services() as services:
         settings = Settings(
-            data_dir=services.root / "data", database_url=SecretStr(services.database_url),
-            redis_url=SecretStr(services.redis_url), allow_fake_jobs=True, log_level="WARNING",
-        )  # fmt: skip
+            data_dir=services.root / "data",
+            database_url=SecretStr(services.database_url),
+            redis_url=SecretStr(services.redis_url),
+            allow_fake_jobs=True,
+            log_level="WARNING",
+        )
         runtime = build_runtime(settings, services.database_url, services.redis_url)
         with runtime.sessions.begin() as session:
             owner, upload = make_owner_upload_template(session, "bench", duration_s=1.0)
         env = {**settings_env(settings), "CLIPYARD_LOG_LEVEL": "WARNING"}
         log = (services.root / "workers.log").open("wb")
         workers = subprocess.Popen(
-            [str(Path(sys.executable).parent / "clipyard"), "worker", "-n", str(MANAGERS),
-             "--queues", settings.batch_queue],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "clipyard"),
+                "worker",
+                "-n",
+                str(MANAGERS),
+                "--queues",
+                settings.batch_queue,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_for_managers(runtime.enqueuer.tiger, MANAGERS)  # type: ignore[attr-defined]
-            batch = create_batch(runtime.sessions, settings, BatchRequest(
-                owner_id=owner, name="bench", budget_usd=Decimal(1000), max_concurrent=CAP,
-            ))  # fmt: skip
-            rows = [BatchRow(f"row-{i:05}", "bench", upload,
-                             params={"fake": {"seconds": JOB_SECONDS, "steps": 1}})
-                    for i in range(JOBS)]  # fmt: skip
+            batch = create_batch(
+                runtime.sessions,
+                settings,
+                BatchRequest(
+                    owner_id=owner,
+                    name="bench",
+                    budget_usd=Decimal(1000),
+                    max_concurrent=CAP,
+                ),
+            )
+            rows = [
+                BatchRow(
+                    f"row-{i:05}",
+                    "bench",
+                    upload,
+                    params={"fake": {"seconds": JOB_SECONDS, "steps": 1}},
+                )
+                for i in range(JOBS)
+            ]
             started = time.monotonic()
             for first in range(0, JOBS, 500):
-                submit_rows(runtime.sessions, runtime.enqueuer, settings, batch.id, owner,
-                            rows[first : first + 500])  # fmt: skip
+                submit_rows(
+                    runtime.sessions,
+                    runtime.enqueuer,
+                    settings,
+                    batch.id,
+                    owner,
+                    rows[first : first + 500],
+                )
             _wait_finished(runtime, batch.id, CALIBRATION_JOBS, 600)
             with runtime.sessions() as session:
-                estimate = estimate_plan(session, settings, [PlanGroup(
-                    "bench", JOBS - CALIBRATION_JOBS, batch.cpu, batch.memory_gb,
-                    batch.max_runtime_s,
-                )], CAP)  # fmt: skip
+                estimate = estimate_plan(
+                    session,
+                    settings,
+                    [
+                        PlanGroup(
+                            "bench",
+                            JOBS - CALIBRATION_JOBS,
+                            batch.cpu,
+                            batch.memory_gb,
+                            batch.max_runtime_s,
+                        )
+                    ],
+                    CAP,
+                )
             _wait_finished(runtime, batch.id, JOBS, 3600)
             elapsed = time.monotonic() - started
         finally:
             os.killpg(workers.pid, signal.SIGTERM)
             workers.wait(timeout=120)
         with runtime.sessions() as session:
-            jobs = list(session.scalars(
-                select(Job).where(Job.batch_id == batch.id).order_by(Job.created_at, Job.id)
-            ))  # fmt: skip
+            jobs = list(
+                session.scalars(
+                    select(Job).where(Job.batch_id == batch.id).order_by(Job.created_at, Job.id)
+                )
+            )
             spans = [
                 (s.timestamp(), e.timestamp())
                 for s, e in session.execute(
@@ -149,14 +192,22 @@ def main() -> None:
     actual = sum((j.actual_cost_usd for j in jobs[CALIBRATION_JOBS:]), Decimal(0))
     error = abs(estimate.cost_usd - actual) / actual
     ceiling = CAP / JOB_SECONDS * 60
-    emit("batch.jobs_per_min", JOBS / elapsed * 60, "jobs/min",
-         f"printed (ceiling {ceiling:.0f}); {succeeded}/{JOBS} succeeded")  # fmt: skip
+    emit(
+        "batch.jobs_per_min",
+        JOBS / elapsed * 60,
+        "jobs/min",
+        f"printed (ceiling {ceiling:.0f}); {succeeded}/{JOBS} succeeded",
+    )
     emit("batch.concurrency_ratio", concurrency_ratio(spans, CAP), "ratio", ">= 0.9")
     emit("batch.peak_concurrency", peak_concurrency(spans), "containers", f"<= {CAP}")
     emit("batch.estimate_error", float(error), "ratio", "<= 0.10")
     samples = estimate.groups[0].model.sample_runs
-    emit("batch.estimated_usd", float(estimate.cost_usd), "USD",
-         f"jobs {CALIBRATION_JOBS + 1}..{JOBS}, calibrated on {samples} runs")  # fmt: skip
+    emit(
+        "batch.estimated_usd",
+        float(estimate.cost_usd),
+        "USD",
+        f"jobs {CALIBRATION_JOBS + 1}..{JOBS}, calibrated on {samples} runs",
+    )
     emit("batch.actual_usd", float(actual), "USD", f"jobs {CALIBRATION_JOBS + 1}..{JOBS}")
 
 

@@ -197,9 +197,12 @@ def measure_adoption(runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID]) -> fl
 def measure_kill_lateness(runtime: Runtime, owner: tuple[uuid.UUID, uuid.UUID]) -> float:
     """Run past a 2 s deadline; return how late after the deadline the container ended."""
     request = JobRequest(
-        owner_id=owner[0], template_name="bench", upload_id=owner[1],
-        params={"fake": {"seconds": 60}}, max_runtime_s=2,
-    )  # fmt: skip
+        owner_id=owner[0],
+        template_name="bench",
+        upload_id=owner[1],
+        params={"fake": {"seconds": 60}},
+        max_runtime_s=2,
+    )
     job, _ = submit_job(runtime.sessions, runtime.enqueuer, runtime.settings, request)
     _wait_terminal(runtime, [job.id], 60)
     with runtime.sessions() as session:
@@ -226,9 +229,11 @@ def main() -> None:
         log = (services.root / "workers.log").open("wb")
         workers = subprocess.Popen(
             [str(Path(sys.executable).parent / "clipyard"), "worker", "-n", str(CONCURRENCY)],
-            env=_environment(settings, services), stdout=log, stderr=subprocess.STDOUT,
+            env=_environment(settings, services),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         try:
             wait_for_managers(runtime.enqueuer.tiger, CONCURRENCY)  # type: ignore[attr-defined]
             with ManagerSampler(workers.pid) as sampler:

@@ -96,19 +96,25 @@ class Stack:
         self.api_url = f"http://{HOST}:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPYARD_")}
         self.env.update(
-            DATABASE_URL=self.postgres.url, REDIS_URL=self.redis.url,
-            CLIPYARD_DATA_DIR=str(root / "data"), CLIPYARD_LOG_LEVEL="WARNING",
-            CLIPYARD_SUBMIT_RATE_PER_MINUTE="100000", **SUPERVISION,
-        )  # fmt: skip
+            DATABASE_URL=self.postgres.url,
+            REDIS_URL=self.redis.url,
+            CLIPYARD_DATA_DIR=str(root / "data"),
+            CLIPYARD_LOG_LEVEL="WARNING",
+            CLIPYARD_SUBMIT_RATE_PER_MINUTE="100000",
+            **SUPERVISION,
+        )
         self.logs = (root / "stack.log").open("ab")
         self.api: subprocess.Popen[bytes] | None = None
         self.pools: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            command, env=self.env, stdout=self.logs, stderr=subprocess.STDOUT,
+            command,
+            env=self.env,
+            stdout=self.logs,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     def start_api(self) -> None:
         """Start the API and wait until it answers."""
@@ -135,9 +141,10 @@ class Stack:
         for pool in self.pools:
             with contextlib.suppress(psutil.NoSuchProcess):
                 found += [
-                    child for child in psutil.Process(pool.pid).children()
+                    child
+                    for child in psutil.Process(pool.pid).children()
                     if "taskmanager.supervision.worker" in " ".join(child.cmdline())
-                ]  # fmt: skip
+                ]
         return found
 
     def stop(self) -> None:
@@ -238,24 +245,32 @@ def seed(stack: Stack) -> tuple[Client, Client]:
 def submit_all(operator: Client, user: Client, accepted: list[str]) -> None:
     """Submit the batch's rows and, spread among them, the interactive jobs."""
     batch = operator.call(
-        "POST", "/api/v1/batches",
+        "POST",
+        "/api/v1/batches",
         json={"name": "soak", "budget_usd": str(BUDGET_USD), "max_concurrent": 4},
-    )  # fmt: skip
+    )
     ops_photo = operator.call("POST", "/api/v1/uploads", files={"file": _photo((200, 60, 40))})
     user_photo = user.call("POST", "/api/v1/uploads", files={"file": _photo((40, 90, 200))})
     every = BATCH_ROWS // INTERACTIVE_JOBS
     for row in range(BATCH_ROWS):
         job = operator.call(
-            "POST", "/api/v1/jobs",
-            json={"template": "postcard", "upload_id": ops_photo["id"], "batch_id": batch["id"],
-                  "row_id": f"row-{row}"},
-        )  # fmt: skip
+            "POST",
+            "/api/v1/jobs",
+            json={
+                "template": "postcard",
+                "upload_id": ops_photo["id"],
+                "batch_id": batch["id"],
+                "row_id": f"row-{row}",
+            },
+        )
         accepted.append(job["id"])
         if row % every == 0:
             job = user.call(
-                "POST", "/api/v1/jobs", headers={"Idempotency-Key": f"soak-{row}"},
+                "POST",
+                "/api/v1/jobs",
+                headers={"Idempotency-Key": f"soak-{row}"},
                 json={"template": "postcard", "upload_id": user_photo["id"]},
-            )  # fmt: skip
+            )
             accepted.append(job["id"])
         time.sleep(0.3)  # a steady stream, so faults land while jobs arrive and run
 
@@ -367,8 +382,9 @@ def check(stack: Stack, accepted: list[str], watcher: Watcher) -> dict[str, floa
     blobs = stack.root / "data" / "blobs"
     bad = sum(
         not _is_playable(blobs / job.output_key, 30)
-        for job in jobs.values() if job.state == "succeeded" and job.output_key
-    )  # fmt: skip
+        for job in jobs.values()
+        if job.state == "succeeded" and job.output_key
+    )
     live_runs = sum(run.state in LIVE_RUN_STATES for run in runs)
     containers = stack.root / "data" / "containers"
     leaked_dirs = [d for d in containers.iterdir()] if containers.is_dir() else []
@@ -416,8 +432,10 @@ def main() -> None:
             submitter.join()
             if failures:
                 raise SystemExit(f"submitting failed: {failures[0]!r}")
-            print(f"# faults injected: {injector.done}; found nothing to hit: {injector.skipped}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"# faults injected: {injector.done}; found nothing to hit: {injector.skipped}",
+                file=sys.stderr,
+            )
             drain_s = wait_drained(stack, accepted)
             # Let the janitor finish removing finished containers before counting leaks.
             time.sleep(10)

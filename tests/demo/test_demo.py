@@ -30,9 +30,10 @@ START_TIMEOUT_S = 180
 
 def _environment(home: Path) -> dict[str, str]:
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith("CLIPYARD_") and k not in ("DATABASE_URL", "REDIS_URL")
-    }  # fmt: skip
+    }
     # Its own config folder: clipyard login must not touch the real user's.
     env.update(XDG_CONFIG_HOME=str(home / "config"), CLIPYARD_LOG_FORMAT="console")
     return env
@@ -44,8 +45,11 @@ def demo(workdir: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.P
     log = (workdir / "up.log").open("ab")
     process = subprocess.Popen(
         [str(BIN / "clipyard"), "up", "--port", str(port), "--managers", "1"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
     def is_ready() -> bool:
         assert process.poll() is None, (workdir / "up.log").read_text()[-3000:]
@@ -65,9 +69,13 @@ def demo(workdir: Path, port: int, env: dict[str, str]) -> Iterator[subprocess.P
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "clipyard"), *args], env=env, capture_output=True, text=True, timeout=300,
+        [str(BIN / "clipyard"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.timeout(900)
@@ -85,8 +93,16 @@ def test_demo_runs_a_job_and_keeps_it_across_a_restart(tmp_path: Path) -> None:
     with demo(workdir, port, env):
         operator = json.loads((workdir / ".clipyard" / DEMO_CREDENTIALS_FILE).read_text())
         assert operator["password"] in (workdir / "up.log").read_text()
-        signed_in = _cli(env, "login", "--api", api, "--email", operator["email"],
-                         "--password", operator["password"])  # fmt: skip
+        signed_in = _cli(
+            env,
+            "login",
+            "--api",
+            api,
+            "--email",
+            operator["email"],
+            "--password",
+            operator["password"],
+        )
         assert signed_in.returncode == 0, signed_in.stderr
         done = _cli(env, "submit", "-t", "postcard", "-i", str(photo), "--wait", "-o", str(video))
         assert done.returncode == 0, done.stdout + done.stderr

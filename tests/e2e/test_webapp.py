@@ -60,9 +60,11 @@ def png_bytes() -> bytes:
 def submit_fake_job(page: Page, **fields: Any) -> dict[str, Any]:
     """Upload a photo and submit a slow fake job with the page's session; return the job."""
     upload = api_call(
-        page, "POST", "/api/v1/uploads",
+        page,
+        "POST",
+        "/api/v1/uploads",
         multipart={"file": {"name": "p.png", "mimeType": "image/png", "buffer": png_bytes()}},
-    )  # fmt: skip
+    )
     body = {"template": TEMPLATE, "upload_id": upload["id"], "fake": SLOW_FAKE, **fields}
     job: dict[str, Any] = api_call(page, "POST", "/api/v1/jobs", data=body)
     return job
@@ -144,9 +146,14 @@ def test_refused_upload_shows_the_servers_message(page: Page, stack: Stack, tmp_
     expected = page.request.post(
         "/api/v1/uploads",
         headers={"X-CSRF-Token": page.request.get("/api/v1/auth/me").json()["csrf_token"]},
-        multipart={"file": {"name": "notes.png", "mimeType": "image/png",
-                            "buffer": not_a_photo.read_bytes()}},
-    )  # fmt: skip
+        multipart={
+            "file": {
+                "name": "notes.png",
+                "mimeType": "image/png",
+                "buffer": not_a_photo.read_bytes(),
+            }
+        },
+    )
     assert expected.status in (415, 422), expected.status
     page.get_by_test_id("file-input").set_input_files(str(not_a_photo))
     expect(page.get_by_test_id("upload-error")).to_have_text(expected.json()["detail"])
@@ -180,9 +187,11 @@ def test_operations_shows_a_running_batch(page: Page, stack: Stack) -> None:
     sign_in(page, stack.operator_email)
     name = f"e2e-{new_email()[4:14]}"
     batch = api_call(
-        page, "POST", "/api/v1/batches",
+        page,
+        "POST",
+        "/api/v1/batches",
         data={"name": name, "budget_usd": "5", "max_concurrent": 2},
-    )  # fmt: skip
+    )
     job = submit_fake_job(page, batch_id=batch["id"])
     try:
         page.get_by_role("link", name="Operations").click()

@@ -72,8 +72,13 @@ def test_environment_names_only_real_settings(name: str) -> None:
     unknown = [key for key in environment if key.startswith("CLIPYARD_") and key not in known]
     assert not unknown, f"{name} sets variables no Settings field reads: {unknown}"
     others = {k for k in environment if not k.startswith("CLIPYARD_")}
-    assert others <= {"DATABASE_URL", "REDIS_URL", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
-                      "AZURE_CLIENT_SECRET"}  # fmt: skip
+    assert others <= {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+    }
 
 
 def test_compose_only_variables_do_not_look_like_settings() -> None:
@@ -82,8 +87,11 @@ def test_compose_only_variables_do_not_look_like_settings() -> None:
         if variable.startswith("CLIPYARD_"):
             assert variable in settings_env_names(), variable
         else:
-            assert variable in _COMPOSE_ONLY | {"AZURE_TENANT_ID", "AZURE_CLIENT_ID",
-                                                "AZURE_CLIENT_SECRET"}, variable  # fmt: skip
+            assert variable in _COMPOSE_ONLY | {
+                "AZURE_TENANT_ID",
+                "AZURE_CLIENT_ID",
+                "AZURE_CLIENT_SECRET",
+            }, variable
 
 
 @pytest.mark.parametrize("name", OURS)

@@ -77,15 +77,26 @@ def make_owner_upload_template(
     session.add(user)
     session.flush()
     upload = Upload(
-        owner_id=user.id, blob_key=f"uploads/{user.id}/photo", content_type="image/png",
-        size_bytes=1, sha256="0" * 64, width=640, height=480,
-    )  # fmt: skip
+        owner_id=user.id,
+        blob_key=f"uploads/{user.id}/photo",
+        content_type="image/png",
+        size_bytes=1,
+        sha256="0" * 64,
+        width=640,
+        height=480,
+    )
     template = Template(
-        name=template_name, title=template_name.title(), duration_s=duration_s, fps=25,
-        width=1280, height=720, frame_count=int(duration_s * 25), placement_aspect=1.5,
+        name=template_name,
+        title=template_name.title(),
+        duration_s=duration_s,
+        fps=25,
+        width=1280,
+        height=720,
+        frame_count=int(duration_s * 25),
+        placement_aspect=1.5,
         video_key=f"templates/{template_name}/video.mp4",
         track_key=f"templates/{template_name}/track.json",
-    )  # fmt: skip
+    )
     session.add_all([upload, template])
     session.flush()
     return user.id, upload.id

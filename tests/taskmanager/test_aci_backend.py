@@ -24,10 +24,15 @@ from tests.services import wait_until
 
 SECRET = "sv=2024-01-01&sig=TOPSECRETSIGNATURE"
 # Prints 400 numbered lines (about 20 KB), then waits to be stopped.
-CHATTY = [sys.executable, "-I", "-S", "-c",
-          "import sys, time\n"
-          "for i in range(400): print(f'line {i:04d} ' + 'x' * 40, flush=True)\n"
-          "time.sleep(120)\n"]  # fmt: skip
+CHATTY = [
+    sys.executable,
+    "-I",
+    "-S",
+    "-c",
+    "import sys, time\n"
+    "for i in range(400): print(f'line {i:04d} ' + 'x' * 40, flush=True)\n"
+    "time.sleep(120)\n",
+]
 
 
 def aci_settings(emulator: ArmEmulator, redis_url: str, **overrides: Any) -> Settings:
@@ -55,9 +60,14 @@ def backend(make_backend: Callable[..., AciBackend]) -> AciBackend:
 
 def _spec(name: str, *args: str, image: str = "fake", **fields: Any) -> ContainerSpec:
     return ContainerSpec(
-        name=name, image=image, args=list(args), cpu=Decimal(1), memory_gb=Decimal("1.5"),
-        tags={"app": "clipyard", "job_id": "j", "attempt": "1"}, **fields,
-    )  # fmt: skip
+        name=name,
+        image=image,
+        args=list(args),
+        cpu=Decimal(1),
+        memory_gb=Decimal("1.5"),
+        tags={"app": "clipyard", "job_id": "j", "attempt": "1"},
+        **fields,
+    )
 
 
 def _wait_state(backend: AciBackend, name: str, state: ContainerState) -> None:
@@ -65,9 +75,17 @@ def _wait_state(backend: AciBackend, name: str, state: ContainerState) -> None:
 
 
 def test_runs_reports_logs_and_exit_code(backend: AciBackend, arm_emulator: ArmEmulator) -> None:  # noqa: F811
-    spec = _spec("g1", "--seconds", "0.3", "--steps", "3", "--exit-code", "5",
-                 secure_env={"CLIPYARD_OUTPUT_URL": f"https://a/b?{SECRET}"},
-                 env={"PLAIN": "1"})  # fmt: skip
+    spec = _spec(
+        "g1",
+        "--seconds",
+        "0.3",
+        "--steps",
+        "3",
+        "--exit-code",
+        "5",
+        secure_env={"CLIPYARD_OUTPUT_URL": f"https://a/b?{SECRET}"},
+        env={"PLAIN": "1"},
+    )
     backend.launch(spec)
     _wait_state(backend, "g1", ContainerState.EXITED)
     status = backend.status("g1")
@@ -178,8 +196,14 @@ def test_stop_keeps_only_the_last_16_kb_and_the_cursor_survives_it(
 
 def test_stop_kills_a_container_that_ignores_sigterm(backend: AciBackend) -> None:
     backend.launch(_spec("g5", "--seconds", "60", "--ignore-sigterm"))
-    wait_until(lambda: backend.status("g5").state is ContainerState.RUNNING
-               and '"start"' in backend.logs_since("g5", 0)[0], 20, "started")  # fmt: skip
+    wait_until(
+        lambda: (
+            backend.status("g5").state is ContainerState.RUNNING
+            and '"start"' in backend.logs_since("g5", 0)[0]
+        ),
+        20,
+        "started",
+    )
     backend.stop("g5", grace_s=0.5)
     status = backend.status("g5")
     assert (status.state, status.exit_code, status.detail) == (ContainerState.EXITED, 137, "killed")
@@ -346,9 +370,11 @@ def test_no_secret_reaches_a_log_line_or_an_error(
     arm_emulator: ArmEmulator,  # noqa: F811
 ) -> None:
     arm_emulator.fail_next(
-        "create", 400, code="InvalidEnvironmentVariable",
+        "create",
+        400,
+        code="InvalidEnvironmentVariable",
         message=f"environment variable value 'https://acct.blob.core.windows.net/c/o?{SECRET}'",
-    )  # fmt: skip
+    )
     spec = _spec("g17", "--seconds", "0.1", secure_env={"URL": f"https://x/y?{SECRET}"})
     with structlog.testing.capture_logs() as captured:
         with pytest.raises(BackendError) as refused:
@@ -365,8 +391,9 @@ def test_no_secret_reaches_a_log_line_or_an_error(
 
 def test_a_clear_error_names_the_missing_setting(redis_url: str) -> None:
     with pytest.raises(AciConfigurationError, match="CLIPYARD_ACI_SUBSCRIPTION_ID"):
-        create_aci_backend(Settings(container_backend="aci", aci_resource_group="rg"),
-                           redis_url=redis_url)  # fmt: skip
+        create_aci_backend(
+            Settings(container_backend="aci", aci_resource_group="rg"), redis_url=redis_url
+        )
 
 
 # --- the shared rate limiter ---------------------------------------------------------------

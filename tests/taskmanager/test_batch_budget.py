@@ -44,16 +44,24 @@ def manager_settings(manager_settings: Settings) -> Settings:
 
 def _batch(runtime: Runtime, owner: uuid.UUID, budget: Decimal, max_concurrent: int) -> uuid.UUID:
     request = BatchRequest(
-        owner_id=owner, name=f"b-{uuid.uuid4().hex[:6]}", budget_usd=budget,
-        max_concurrent=max_concurrent, cpu=CPU, memory_gb=MEMORY, max_runtime_s=MAX_RUNTIME_S,
-    )  # fmt: skip
+        owner_id=owner,
+        name=f"b-{uuid.uuid4().hex[:6]}",
+        budget_usd=budget,
+        max_concurrent=max_concurrent,
+        cpu=CPU,
+        memory_gb=MEMORY,
+        max_runtime_s=MAX_RUNTIME_S,
+    )
     return create_batch(runtime.sessions, runtime.settings, request).id
 
 
 def _submit(
-    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str], budget: Decimal,
-    count: int, max_concurrent: int,
-) -> uuid.UUID:  # fmt: skip
+    runtime: Runtime,
+    owner_and_upload: tuple[uuid.UUID, uuid.UUID, str],
+    budget: Decimal,
+    count: int,
+    max_concurrent: int,
+) -> uuid.UUID:
     owner, upload, template = owner_and_upload
     batch_id = _batch(runtime, owner, budget, max_concurrent)
     rows = [
@@ -85,8 +93,9 @@ def _overrun_bound(runtime: Runtime, batch_id: uuid.UUID) -> Decimal:
                 .where(Job.batch_id == batch_id, JobEvent.to_state == "starting")
             )
         ]
-    most = container_cost(PriceTable.from_settings(runtime.settings), MAX_RUNTIME_S, CPU, MEMORY,
-                          is_spot=False)  # fmt: skip
+    most = container_cost(
+        PriceTable.from_settings(runtime.settings), MAX_RUNTIME_S, CPU, MEMORY, is_spot=False
+    )
     return batch.max_concurrent * (most - min(reserved))
 
 
@@ -95,8 +104,9 @@ def test_budget_stops_the_batch_and_a_raise_resumes_it(
     workers: WorkerPool,
     owner_and_upload: tuple[uuid.UUID, uuid.UUID, str],
 ) -> None:
-    per_job = container_cost(PriceTable.from_settings(runtime.settings), 1.05, CPU, MEMORY,
-                             is_spot=False)  # fmt: skip
+    per_job = container_cost(
+        PriceTable.from_settings(runtime.settings), 1.05, CPU, MEMORY, is_spot=False
+    )
     budget = per_job * 5
     workers.start(3, queues="batch")
     batch_id = _submit(runtime, owner_and_upload, budget, count=10, max_concurrent=2)
@@ -118,10 +128,13 @@ def test_budget_stops_the_batch_and_a_raise_resumes_it(
     assert view.batch.spent_usd == sum(j.actual_cost_usd for j in _jobs(runtime, batch_id))
     # The queued jobs wait for an operator: each saw the refusal once, none was polled.
     with runtime.sessions() as session:
-        reasons = list(session.scalars(
-            select(JobEvent.data["reason"].astext).join(Job, Job.id == JobEvent.job_id)
-            .where(Job.batch_id == batch_id, JobEvent.kind == "admission")
-        ))  # fmt: skip
+        reasons = list(
+            session.scalars(
+                select(JobEvent.data["reason"].astext)
+                .join(Job, Job.id == JobEvent.job_id)
+                .where(Job.batch_id == batch_id, JobEvent.kind == "admission")
+            )
+        )
     assert "budget_exhausted" in reasons
 
     raised = set_budget(runtime.sessions, runtime.enqueuer, batch_id, budget * 4)
@@ -160,8 +173,10 @@ def test_max_concurrent_holds_while_interactive_jobs_run(
             .where(Job.batch_id == batch_id)
         ).all()
     # Sweep the containers' lives (their own start and exit): never more than 3 at once.
-    moments = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
-                     key=lambda m: (m[0], m[1]))  # fmt: skip
+    moments = sorted(
+        [(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],
+        key=lambda m: (m[0], m[1]),
+    )
     alive, most = 0, 0
     for _, step in moments:
         alive += step

@@ -50,20 +50,31 @@ def api(manager_settings: Settings, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def operator_env(runtime: Runtime, api: str, tmp_path: Path) -> dict[str, str]:
     """Return the CLI's environment: the API's URL and an operator's token."""
-    user = create_user(runtime.sessions, "ops@example.com", "correct horse battery",
-                       role="operator")  # fmt: skip
+    user = create_user(
+        runtime.sessions, "ops@example.com", "correct horse battery", role="operator"
+    )
     _, token = create_token(runtime.sessions, user.id, "cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPYARD_")}
-    return {**env, "CLIPYARD_API_URL": api, "CLIPYARD_TOKEN": token,
-            "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200"}  # fmt: skip
+    return {
+        **env,
+        "CLIPYARD_API_URL": api,
+        "CLIPYARD_TOKEN": token,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "COLUMNS": "200",
+    }
 
 
 def clipyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real ``clipyard`` command."""
     return subprocess.run(
-        [CLIPYARD, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=300, check=False,
-    )  # fmt: skip
+        [CLIPYARD, *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def photos(folder: Path, count: int) -> list[Path]:
@@ -135,8 +146,9 @@ def test_plan_reports_every_bad_row_and_submit_refuses_until_fixed(
     with runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Batch)) == 0
 
-    done = clipyard(operator_env, "batch", "submit", str(manifest), "--budget", "5",
-                    "--skip-invalid")  # fmt: skip
+    done = clipyard(
+        operator_env, "batch", "submit", str(manifest), "--budget", "5", "--skip-invalid"
+    )
     assert done.returncode == 0, done.stderr
     jobs = _batch_jobs(runtime, "spring")
     assert sorted(j.row_id for j in jobs) == ["a", "c", "f"]
@@ -151,12 +163,25 @@ def test_submit_killed_midway_resumes_without_duplicates(
     tmp_path: Path,
 ) -> None:
     pictures = photos(tmp_path / "photos", 4)
-    rows = [{"row_id": f"r{i:03}", "template": "frame", "photo": str(pictures[i % 4]),
-             "fake": {"seconds": 0.1}} for i in range(60)]  # fmt: skip
+    rows = [
+        {
+            "row_id": f"r{i:03}",
+            "template": "frame",
+            "photo": str(pictures[i % 4]),
+            "fake": {"seconds": 0.1},
+        }
+        for i in range(60)
+    ]
     manifest = write_jsonl(tmp_path / "autumn.jsonl", rows)
     args = [CLIPYARD, "batch", "submit", str(manifest), "--budget", "1", "--rows-per-request", "1"]
-    first = subprocess.Popen(args, env=operator_env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    first = subprocess.Popen(
+        args,
+        env=operator_env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: len(_batch_jobs(runtime, "autumn")) >= 3, 60, "the first jobs")
     finally:
@@ -173,8 +198,9 @@ def test_submit_killed_midway_resumes_without_duplicates(
     assert sorted(j.row_id for j in jobs) == [row["row_id"] for row in rows]
     with runtime.sessions() as session:
         batches = session.scalar(select(func.count()).select_from(Batch))
-        uploads = session.scalar(select(func.count()).select_from(Upload).where(
-            Upload.owner_id == jobs[0].owner_id))  # fmt: skip
+        uploads = session.scalar(
+            select(func.count()).select_from(Upload).where(Upload.owner_id == jobs[0].owner_id)
+        )
     assert (batches, uploads) == (1, 4)
 
 
@@ -203,8 +229,9 @@ def test_twenty_real_composites_end_to_end(
         writer.writerows([f"job-{i:02}", "postcard", str(pictures[i % 5])] for i in range(20))
     workers.start(2, queues="batch")
 
-    submitted = clipyard(operator_env, "batch", "submit", str(manifest), "--budget", "2",
-                         "--max-concurrent", "2")  # fmt: skip
+    submitted = clipyard(
+        operator_env, "batch", "submit", str(manifest), "--budget", "2", "--max-concurrent", "2"
+    )
     assert submitted.returncode == 0, submitted.stderr
     watched = clipyard(operator_env, "batch", "--json", "watch", "real", "--interval", "0.5")
     assert watched.returncode == 0, watched.stdout[-2000:] + watched.stderr
@@ -235,8 +262,9 @@ def test_login_saves_a_private_token_and_logout_revokes_it(
 ) -> None:
     env = {k: v for k, v in operator_env.items() if k != "CLIPYARD_TOKEN"}
     assert clipyard(env, "batch", "list").returncode == 2  # not logged in yet
-    logged = clipyard(env, "login", "--email", "ops@example.com",
-                      "--password", "correct horse battery")  # fmt: skip
+    logged = clipyard(
+        env, "login", "--email", "ops@example.com", "--password", "correct horse battery"
+    )
     assert logged.returncode == 0, logged.stderr
     saved = tmp_path / "config" / "clipyard" / "credentials.json"
     assert saved.stat().st_mode & 0o777 == 0o600
@@ -261,9 +289,16 @@ def test_watch_exits_5_naming_the_fix_when_the_budget_paused_the_batch(
         _, upload = make_owner_upload_template(session, "paused")
         operator = session.scalars(select(User).where(User.email == "ops@example.com")).one()
         session.get_one(Upload, upload).owner_id = operator.id
-    batch = create_batch(runtime.sessions, runtime.settings, BatchRequest(
-        owner_id=operator.id, name="spent", budget_usd=Decimal("0.01"), max_concurrent=2,
-    ))  # fmt: skip
+    batch = create_batch(
+        runtime.sessions,
+        runtime.settings,
+        BatchRequest(
+            owner_id=operator.id,
+            name="spent",
+            budget_usd=Decimal("0.01"),
+            max_concurrent=2,
+        ),
+    )
     rows = [BatchRow(f"r{i}", "paused", upload, params={"fake": {"seconds": 1}}) for i in range(2)]
     submit_rows(runtime.sessions, runtime.enqueuer, runtime.settings, batch.id, operator.id, rows)
     with runtime.sessions.begin() as session:  # no managers here: pause it as admission would

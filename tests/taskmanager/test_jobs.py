@@ -95,8 +95,11 @@ def test_bad_requests_name_the_field(
 ) -> None:
     owner_id, upload_id, template = owner_and_upload
     values: dict[str, object] = {
-        "owner_id": owner_id, "template_name": template, "upload_id": upload_id, **fields,
-    }  # fmt: skip
+        "owner_id": owner_id,
+        "template_name": template,
+        "upload_id": upload_id,
+        **fields,
+    }
     with pytest.raises(InvalidRequest) as refused:
         submit_job(runtime.sessions, runtime.enqueuer, runtime.settings, JobRequest(**values))  # type: ignore[arg-type]
     assert refused.value.field == field

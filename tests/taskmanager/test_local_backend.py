@@ -17,9 +17,14 @@ from tests.services import wait_until
 
 def _spec(name: str, *args: str, **fields: object) -> ContainerSpec:
     return ContainerSpec(
-        name=name, image="fake", args=list(args), cpu=Decimal(1), memory_gb=Decimal(1),
-        tags={"app": "clipyard", "job_id": "j", "attempt": "1"}, **fields,  # type: ignore[arg-type]
-    )  # fmt: skip
+        name=name,
+        image="fake",
+        args=list(args),
+        cpu=Decimal(1),
+        memory_gb=Decimal(1),
+        tags={"app": "clipyard", "job_id": "j", "attempt": "1"},
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

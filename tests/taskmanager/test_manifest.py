@@ -18,18 +18,45 @@ def test_jsonl_rows_and_every_error_with_its_line(tmp_path: Path) -> None:
     photo.write_bytes(b"x")
     upload_id = "3f2c7a3e-2f7e-4a51-9c1e-0d6f3f9b2a10"
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("\n".join([
-        json.dumps({"row_id": "1", "template": "frame", "photo": "a.jpg",
-                    "crop": {"x": 1, "y": 2, "width": 3, "height": 4}, "memory_gb": "2"}),
-        "",
-        "# a comment",
-        json.dumps({"row_id": "2", "template": "frame", "photo": upload_id, "crop": [0, 0, 5, 5],
-                    "max_runtime_s": 60, "fake": {"seconds": 1}}),
-        "{not json",
-        "[1, 2]",
-        json.dumps({"row_id": "3", "template": "frame", "photo": "a.jpg", "colour": "red",
-                    "max_runtime_s": "0"}),
-    ]) + "\n")  # fmt: skip
+    manifest.write_text(
+        "\n".join(
+            [
+                json.dumps(
+                    {
+                        "row_id": "1",
+                        "template": "frame",
+                        "photo": "a.jpg",
+                        "crop": {"x": 1, "y": 2, "width": 3, "height": 4},
+                        "memory_gb": "2",
+                    }
+                ),
+                "",
+                "# a comment",
+                json.dumps(
+                    {
+                        "row_id": "2",
+                        "template": "frame",
+                        "photo": upload_id,
+                        "crop": [0, 0, 5, 5],
+                        "max_runtime_s": 60,
+                        "fake": {"seconds": 1},
+                    }
+                ),
+                "{not json",
+                "[1, 2]",
+                json.dumps(
+                    {
+                        "row_id": "3",
+                        "template": "frame",
+                        "photo": "a.jpg",
+                        "colour": "red",
+                        "max_runtime_s": "0",
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
     found = read_manifest(manifest, ["frame"])
     assert [(r.line, r.row_id) for r in found.rows] == [(1, "1"), (4, "2")]
     first, second = found.rows
@@ -74,5 +101,6 @@ def test_credentials_are_private_and_explicit_values_win(tmp_path: Path) -> None
     assert load_credentials(None, None, path) == Credentials("http://saved:1", "cy_saved", "id-1")
     assert load_credentials("http://other:2/", "cy_env", path).token == "cy_env"
     assert load_credentials("http://other:2/", None, path).api_url == "http://other:2"
-    assert [api_error_exit(ApiError("x", status=s)).exit_code
-            for s in (None, 503, 422, 401, 500)] == [3, 3, 2, 2, 1]  # fmt: skip
+    assert [
+        api_error_exit(ApiError("x", status=s)).exit_code for s in (None, 503, 422, 401, 500)
+    ] == [3, 3, 2, 2, 1]

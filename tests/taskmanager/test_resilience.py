@@ -140,9 +140,13 @@ def test_janitor_removes_leaked_containers_but_never_a_live_runs(
     job = submit_fake({"seconds": 5})
     wait_for_job(runtime, job.id, {JobState.RUNNING})
     leaked = ContainerSpec(
-        name="cy-leaked-1", image="fake", args=["--seconds", "30"],
-        cpu=Decimal(1), memory_gb=Decimal(1), tags={"app": "clipyard", "job_id": str(uuid.uuid4())},
-    )  # fmt: skip
+        name="cy-leaked-1",
+        image="fake",
+        args=["--seconds", "30"],
+        cpu=Decimal(1),
+        memory_gb=Decimal(1),
+        tags={"app": "clipyard", "job_id": str(uuid.uuid4())},
+    )
     runtime.backend.launch(leaked)
     report = reconcile(runtime)
     assert report.removed_containers == ["cy-leaked-1"]
@@ -154,9 +158,13 @@ def test_janitor_removes_leaked_containers_but_never_a_live_runs(
 def _make_batch(runtime: Runtime, owner_id: uuid.UUID, **fields: object) -> uuid.UUID:
     with runtime.sessions.begin() as session:
         batch = Batch(
-            owner_id=owner_id, name=f"b-{uuid.uuid4().hex[:6]}", cpu=Decimal(1),
-            memory_gb=Decimal("1.5"), max_runtime_s=600, **fields,
-        )  # fmt: skip
+            owner_id=owner_id,
+            name=f"b-{uuid.uuid4().hex[:6]}",
+            cpu=Decimal(1),
+            memory_gb=Decimal("1.5"),
+            max_runtime_s=600,
+            **fields,
+        )
         session.add(batch)
         session.flush()
         return batch.id
@@ -217,9 +225,11 @@ def test_budget_admits_what_it_covers_and_waits_for_running_jobs(
                 select(JobEvent).where(JobEvent.to_state == "starting").order_by(JobEvent.id)
             )
         ]
-        refusals = set(session.scalars(
-            select(JobEvent.data["reason"].astext).where(JobEvent.kind == "admission")
-        ))  # fmt: skip
+        refusals = set(
+            session.scalars(
+                select(JobEvent.data["reason"].astext).where(JobEvent.kind == "admission")
+            )
+        )
     # Only four estimates fit at once; the rest waited for the running jobs to settle
     # (they cost far less than reserved) instead of pausing the batch.
     assert len(set(reserved[:4])) == 1

@@ -27,9 +27,13 @@ CLIPYARD = str(Path(sys.executable).parent / "clipyard")
 def clipyard_worker(settings: Settings, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [CLIPYARD, "worker", *args], env=settings_env(settings), cwd=REPO_ROOT,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [CLIPYARD, "worker", *args],
+            env=settings_env(settings),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             yield process
         finally:
@@ -44,9 +48,14 @@ def test_interactive_jobs_are_not_starved_by_a_busy_batch_queue(
     with runtime.sessions.begin() as session:
         owner = session.get_one(Upload, submit_fake({"seconds": 0.1}).upload_id).owner_id
         batch = Batch(
-            owner_id=owner, name="big", budget_usd=100, cpu=1, memory_gb=1, max_runtime_s=600,
+            owner_id=owner,
+            name="big",
+            budget_usd=100,
+            cpu=1,
+            memory_gb=1,
+            max_runtime_s=600,
             max_concurrent=100,
-        )  # fmt: skip
+        )
         session.add(batch)
         session.flush()
         batch_id = batch.id
