@@ -12,6 +12,7 @@ without importing container backends, and the worker decides what running it mea
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 import redis
 from tasktiger import JobTimeoutException, Task, TaskTiger
+from tasktiger.exceptions import TaskNotFound
 from tasktiger.retry import fixed
 
 from taskmanager.settings import Settings
@@ -164,11 +166,14 @@ class TaskTigerEnqueuer:
         task = self._task(job_id, self.queue_for(is_batch), hard_timeout, wake_key)
         run_at = time.time() + (delay_s or 0.0)
         entry = self._entry(task)
+        # Each step may find the entry moved meanwhile (a worker took it): then carry on.
         if entry.error is not None:
-            Task.from_id(self.tiger, task.queue, "error", task.id).delete()
+            with contextlib.suppress(TaskNotFound):
+                Task.from_id(self.tiger, task.queue, "error", task.id).delete()
         elif entry.scheduled is not None and entry.scheduled > run_at:
-            task.update_scheduled_time(timedelta(seconds=delay_s or 0.0))
-            return
+            with contextlib.suppress(TaskNotFound):
+                task.update_scheduled_time(timedelta(seconds=delay_s or 0.0))
+                return
         task.delay(when=timedelta(seconds=delay_s) if delay_s else None)
 
     def is_queued(
