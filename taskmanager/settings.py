@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     container_creates_per_5min: int = Field(default=100, ge=1)
     container_creates_per_hour: int = Field(default=300, ge=1)
 
+    # Names this installation's containers (their "deployment" tag): two deployments that
+    # share a resource group each clean up only their own leftovers.
+    deployment_id: str = Field(default="default", min_length=1, max_length=63)
+
     # --- Azure Container Instances ---------------------------------------------------------
     # Where container groups are created (required when container_backend is "aci").
     aci_subscription_id: str | None = None

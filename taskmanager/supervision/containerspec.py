@@ -21,10 +21,11 @@ def container_name(job_id: uuid.UUID, attempt: int) -> str:
     return f"cy-{job_id.hex}-{attempt}"
 
 
-def container_tags(run: Run, lease_token: int) -> dict[str, str]:
+def container_tags(run: Run, lease_token: int, deployment_id: str) -> dict[str, str]:
     """Return the tags that mark a container as ours and tie it to its run."""
     return {
         "app": APP_TAG,
+        "deployment": deployment_id,
         "job_id": str(run.job_id),
         "attempt": str(run.attempt),
         "lease_token": str(lease_token),
@@ -67,7 +68,7 @@ def build_spec(
         "name": run.container_name,
         "cpu": run.cpu,
         "memory_gb": run.memory_gb,
-        "tags": container_tags(run, lease_token),
+        "tags": container_tags(run, lease_token, settings.deployment_id),
         "is_spot": run.is_spot,
     }
     fake = job.params.get("fake")

@@ -175,7 +175,7 @@ def _requeue_lost_wakeups(runtime: Runtime, report: ReconcileReport) -> None:
 def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None:
     prices = PriceTable.from_settings(runtime.settings)
     for container in runtime.backend.list_ours():
-        if container.tags.get("app", APP_TAG) != APP_TAG:
+        if not is_this_deployments(container.tags, runtime.settings.deployment_id):
             continue
         try:
             with runtime.sessions.begin() as session:
@@ -192,6 +192,15 @@ def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None
             # One container the control plane would not delete: the rest still get done.
             log.warning("leaked container not removed", container=container.name, error=str(exc))
             report.failures.append(f"remove {container.name}: {exc}")
+
+
+def is_this_deployments(tags: dict[str, str], deployment_id: str) -> bool:
+    """Tell whether a container's tags say this deployment made it.
+
+    Containers from before the tag existed count as the default deployment's.
+    """
+    is_ours = tags.get("app", APP_TAG) == APP_TAG
+    return is_ours and tags.get("deployment", "default") == deployment_id
 
 
 def _charge_leak(

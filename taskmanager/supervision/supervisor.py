@@ -35,6 +35,7 @@ from taskmanager.supervision.watch import (
     hand_over,
     has_fresh_lease,
     heartbeat,
+    lease_kept_alive,
     watch_attempt,
 )
 from taskmanager.transitions import (
@@ -346,7 +347,8 @@ class Supervisor:
         if not has_fresh_lease(attempt):
             raise LeaseUnproven
         try:
-            self.runtime.backend.launch(spec)
+            with lease_kept_alive(attempt):
+                self.runtime.backend.launch(spec)
         except BackendError as exc:
             attempt.log.warning("launch refused", error=str(exc), is_retryable=exc.is_retryable)
             raise

@@ -8,6 +8,9 @@ the container on cancel, at the deadline, or when progress stalls. A failed look
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,6 +79,41 @@ class _Deadline:
         if self.started_at is None:
             return None
         return (self.started_at + self.max_runtime - db_now).total_seconds()
+
+
+@contextmanager
+def lease_kept_alive(attempt: LeasedAttempt) -> Iterator[None]:
+    """Keep renewing the lease from a thread while a long blocking call runs.
+
+    An ACI launch can wait 20 s for a rate slot plus the SDK's retries, and a stop up to
+    ``stop_grace_s`` + 30 s: longer than a short TTL, after which another manager would
+    adopt a run this one is still acting on. Raises ``LeaseLost`` after the call if a
+    renewal found the lease taken; a silent database leaves it to the TTL, as ever.
+    """
+    runtime = attempt.runtime
+    is_done, is_lost = threading.Event(), threading.Event()
+
+    def keep() -> None:
+        while not is_done.wait(runtime.settings.lease_ttl_s / 3):
+            began = runtime.clock()
+            try:
+                with runtime.sessions.begin() as session:
+                    if renew_lease(session, attempt.ref.run_id, attempt.token) is None:
+                        is_lost.set()
+                        return
+            except DBAPIError:
+                continue
+            attempt.lease_renewed_at = began
+
+    keeper = threading.Thread(target=keep, name="lease-keeper", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        is_done.set()
+        keeper.join()
+    if is_lost.is_set():
+        raise LeaseLost
 
 
 def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome | None:
@@ -234,8 +272,9 @@ def _stop(attempt: LeasedAttempt, reason: StopReason) -> Outcome | None:
     tracker = attempt.container_log.tracker
     attempt.log.info("stopping container", reason=reason.value)
     try:
-        backend.stop(attempt.name, attempt.runtime.settings.stop_grace_s)
-        status = backend.status(attempt.name)
+        with lease_kept_alive(attempt):
+            backend.stop(attempt.name, attempt.runtime.settings.stop_grace_s)
+            status = backend.status(attempt.name)
     except BackendError as exc:
         attempt.log.warning("stop failed; retrying at the next step", error=str(exc))
         return None

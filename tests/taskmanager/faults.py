@@ -146,3 +146,16 @@ class ExitsBeforeStop(FaultyBackend):
         while not self.inner.status(name).is_finished and time.monotonic() < deadline:
             self.inner.wait(name, 0.5)
         self.inner.stop(name, grace_s)
+
+
+@dataclass
+class SlowStop(FaultyBackend):
+    """A backend whose stop blocks a while before it acts, as an ACI stop can."""
+
+    delay_s: float = 0.0
+
+    def stop(self, name: str, grace_s: float) -> None:
+        """Block for ``delay_s``, then stop."""
+        self._enter("stop")
+        time.sleep(self.delay_s)
+        self.inner.stop(name, grace_s)

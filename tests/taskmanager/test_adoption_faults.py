@@ -8,18 +8,19 @@ running container and launched attempt 2.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 
 from sqlalchemy import func, update
 
 from taskmanager.backends.base import ContainerState
-from taskmanager.jobs import job_events
+from taskmanager.jobs import cancel_job, job_events
 from taskmanager.models import Run
 from taskmanager.states import JobState
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, runs_of, wait_for_job
-from tests.taskmanager.faults import ExitsBeforeStop, FaultyBackend, SlowStartBackend
+from tests.taskmanager.faults import ExitsBeforeStop, FaultyBackend, SlowStartBackend, SlowStop
 
 
 def _die_after_launch(runtime: Runtime, job_id: uuid.UUID) -> None:
@@ -137,3 +138,20 @@ def test_a_launch_refused_for_good_gives_up_with_a_reason(
     assert "max_capacity_retries 2" in (done.error_message or "")
     assert "503 Service Unavailable" in (done.error_message or "")
     assert refusing.calls["launch"] == 3
+
+
+def test_a_slow_stop_keeps_the_lease(
+    runtime: Runtime, submit_fake: SubmitFake, reconciler: None
+) -> None:
+    """Regression for issue 15, item 8: the lease lapsed during a long blocking stop."""
+    slow = SlowStop(runtime.backend, delay_s=runtime.settings.lease_ttl_s * 1.5)
+    manager = dataclasses.replace(runtime, backend=slow)
+    job = submit_fake({"seconds": 30})
+    supervising = threading.Thread(target=Supervisor(manager, "manager").supervise, args=(job.id,))
+    supervising.start()
+    wait_for_job(runtime, job.id, {JobState.RUNNING})
+    cancel_job(runtime.sessions, job.id)
+    supervising.join(timeout=60)
+    assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.CANCELLED
+    kinds = [event.kind for event in job_events(runtime.sessions, job.id)]
+    assert "adoption_requested" not in kinds, "the reconciler saw a stale lease mid-stop"

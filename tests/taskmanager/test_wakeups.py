@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.exc import OperationalError
 from tasktiger import Worker
 from tasktiger.executor import SyncExecutor
 
+from taskmanager.backends.base import ContainerSpec
 from taskmanager.logs import configure_logging
 from taskmanager.queueing import TaskTigerEnqueuer, create_tiger, install_task_handlers
 from taskmanager.states import JobState
@@ -134,3 +137,22 @@ def test_a_failed_cloud_listing_does_not_stop_the_rest_of_a_pass(
     report = reconcile(dataclasses.replace(runtime, backend=listing_fails))
     assert job.id in report.requeued
     assert any("remove_leaked_containers" in failure for failure in report.failures)
+
+
+def test_the_janitor_touches_only_its_own_deployment_s_containers(runtime: Runtime) -> None:
+    """Regression for issue 15, item 8: deployments sharing a resource group."""
+    for name, deployment in (("cy-theirs-1", "other"), ("cy-ours-1", "default")):
+        runtime.backend.launch(
+            ContainerSpec(
+                name=name,
+                image="fake",
+                args=["--seconds", "30"],
+                cpu=Decimal(1),
+                memory_gb=Decimal(1),
+                tags={"app": "clipyard", "deployment": deployment, "job_id": str(uuid.uuid4())},
+            )
+        )
+    report = reconcile(runtime)
+    assert report.removed_containers == ["cy-ours-1"]
+    assert [info.name for info in runtime.backend.list_ours()] == ["cy-theirs-1"]
+    runtime.backend.remove("cy-theirs-1")
