@@ -19,6 +19,7 @@ from taskmanager.accounts import create_token, create_user
 from taskmanager.models import Template
 from taskmanager.settings import Settings
 from taskmanager.storage.local import LocalStorage
+from tests.taskmanager.factories import frame_template
 
 PASSWORD = "correct horse battery"
 
@@ -107,19 +108,7 @@ def template(app: Flask) -> Template:
     storage.upload("templates/frame/poster.png", io.BytesIO(png_bytes(32, 18)))
     # Not a real video: the API only hands the bytes over.
     storage.upload("templates/frame/video.mp4", io.BytesIO(b"\x00\x00\x00\x18ftypmp42"))
-    row = Template(
-        name="frame",
-        title="Frame",
-        duration_s=5.0,
-        fps=25.0,
-        width=1280,
-        height=720,
-        frame_count=125,
-        placement_aspect=1.5,
-        video_key="templates/frame/video.mp4",
-        track_key="templates/frame/track.json",
-        poster_key="templates/frame/poster.png",
-    )
+    row = frame_template(poster_key="templates/frame/poster.png")
     with services.sessions.begin() as session:
         session.add(row)
     return row

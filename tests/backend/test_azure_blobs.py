@@ -16,12 +16,13 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from backend import create_app
-from taskmanager.models import Job, Template
+from taskmanager.models import Job
 from taskmanager.settings import Settings
 from taskmanager.states import JobState
 from taskmanager.storage.keys import upload_key
 from tests.backend.conftest import Identity, make_identity, submit, upload_photo
 from tests.services import Azurite
+from tests.taskmanager.factories import frame_template
 
 
 @pytest.fixture
@@ -38,21 +39,7 @@ def azure_app(api_settings: Settings, azurite: Azurite) -> Iterator[Flask]:
     services = app.extensions["clipyard"]
     services.storage.upload("templates/frame/poster.jpg", io.BytesIO(b"\xff\xd8 a poster"))
     with services.sessions.begin() as session:
-        session.add(
-            Template(
-                name="frame",
-                title="Frame",
-                duration_s=5.0,
-                fps=25.0,
-                width=1280,
-                height=720,
-                frame_count=125,
-                placement_aspect=1.5,
-                video_key="templates/frame/video.mp4",
-                track_key="templates/frame/track.json",
-                poster_key="templates/frame/poster.jpg",
-            )
-        )
+        session.add(frame_template(poster_key="templates/frame/poster.jpg"))
     yield app
     services.hub.stop()
     services.engine.dispose()

@@ -31,11 +31,11 @@ from PIL import Image
 
 from taskmanager.accounts import create_token, create_user
 from taskmanager.db import create_db_engine, create_session_factory
-from taskmanager.models import Template
 from taskmanager.settings import Settings
 from taskmanager.storage import create_storage
 from taskmanager.uploads import store_upload
 from tests.benchmarks.common import Services, emit, percentile, throwaway_services
+from tests.taskmanager.factories import frame_template
 
 HOST = "127.0.0.1"
 LEVEL_SECONDS = 4.0
@@ -73,20 +73,7 @@ def _seed(services: Services) -> tuple[str, str]:
     user = create_user(sessions, "bench@example.com", "benchmark password")
     _, token = create_token(sessions, user.id, "bench")
     with sessions.begin() as session:
-        session.add(
-            Template(
-                name="frame",
-                title="Frame",
-                duration_s=5.0,
-                fps=25.0,
-                width=1280,
-                height=720,
-                frame_count=125,
-                placement_aspect=1.5,
-                video_key="templates/frame/video.mp4",
-                track_key="templates/frame/track.json",
-            )
-        )
+        session.add(frame_template())
     photo = io.BytesIO()
     Image.new("RGB", (640, 480), (90, 120, 200)).save(photo, "JPEG")
     photo.seek(0)

@@ -10,21 +10,27 @@ from sqlalchemy.orm import Session
 from taskmanager.models import Job, Run, Template, Upload, User
 
 
+def frame_template(**overrides: object) -> Template:
+    """Return (unsaved) a row for the 1280x720, 5 s "frame" template; ``overrides`` win."""
+    fields: dict[str, object] = {
+        "name": "frame",
+        "title": "Frame",
+        "duration_s": 5.0,
+        "fps": 25.0,
+        "width": 1280,
+        "height": 720,
+        "frame_count": 125,
+        "placement_aspect": 1.5,
+        "video_key": "templates/frame/video.mp4",
+        "track_key": "templates/frame/track.json",
+    }
+    return Template(**(fields | overrides))
+
+
 def make_job(session: Session, **overrides: object) -> Job:
     """Insert a user, template, upload and one queued job; return the job."""
     user = User(email=f"{uuid.uuid4().hex[:8]}@example.com", password_hash="x", role="user")
-    template = Template(
-        name=f"t-{uuid.uuid4().hex[:8]}",
-        title="Frame",
-        duration_s=5.0,
-        fps=25.0,
-        width=1280,
-        height=720,
-        frame_count=125,
-        placement_aspect=1.5,
-        video_key="templates/frame/video.mp4",
-        track_key="templates/frame/track.json",
-    )
+    template = frame_template(name=f"t-{uuid.uuid4().hex[:8]}")
     session.add_all([user, template])
     session.flush()
     upload = Upload(
