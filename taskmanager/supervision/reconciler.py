@@ -184,10 +184,13 @@ def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None
                 ).first()
                 if run is not None and run.state in LIVE_RUN_STATES:
                     continue  # a live run's container, never touched here
-                runtime.backend.remove(container.name)
-                report.removed_containers.append(container.name)
+                # Booked and committed before the removal: a crash in between books
+                # nothing twice (the next pass books from where this one stopped), and
+                # no row stays locked while the control plane deletes.
                 _charge_leak(session, run, container.status, prices)
-                log.info("leaked container removed", container=container.name)
+            runtime.backend.remove(container.name)
+            report.removed_containers.append(container.name)
+            log.info("leaked container removed", container=container.name)
         except BackendError as exc:
             # One container the control plane would not delete: the rest still get done.
             log.warning("leaked container not removed", container=container.name, error=str(exc))
@@ -216,8 +219,10 @@ def _charge_leak(
         return  # no run of ours: nothing to book it to (the removal is logged)
     db_now = session.execute(select(func.now())).scalar_one()
     start = status.started_at
-    if start is not None and run.cost_usd is not None and run.finished_at is not None:
-        start = max(start, run.finished_at)
+    billed_until = [run.finished_at] if run.cost_usd is not None else []
+    billed_until += _leak_booked_until(session, run)
+    if start is not None and billed_until:
+        start = max(start, *(when for when in billed_until if when is not None))
     end = status.finished_at or db_now
     seconds = max(0.0, (end - start).total_seconds()) if start is not None else 0.0
     cost = container_cost(prices, seconds, run.cpu, run.memory_gb, is_spot=run.is_spot)
@@ -231,6 +236,23 @@ def _charge_leak(
         session,
         run.job_id,
         "leaked_container_removed",
-        {"container": run.container_name, "cost_usd": str(cost), "seconds": round(seconds, 3)},
+        {
+            "container": run.container_name,
+            "cost_usd": str(cost),
+            "seconds": round(seconds, 3),
+            "booked_until": end.isoformat(),
+        },
         run_id=run.id,
     )
+
+
+def _leak_booked_until(session: Session, run: Run) -> list[datetime]:
+    """Return where an earlier pass's booking of this run's leaked container ended."""
+    data = session.scalars(
+        select(JobEvent.data)
+        .where(JobEvent.run_id == run.id, JobEvent.kind == "leaked_container_removed")
+        .order_by(JobEvent.id.desc())
+        .limit(1)
+    ).first()
+    until = (data or {}).get("booked_until")
+    return [datetime.fromisoformat(until)] if until else []

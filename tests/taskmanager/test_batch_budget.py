@@ -6,6 +6,7 @@ not rescued by a periodic sweep.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,6 +28,7 @@ from taskmanager.supervision.supervisor import Supervisor
 from tests.services import wait_until
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, WorkerPool, wait_for_job
 from tests.taskmanager.factories import make_run
+from tests.taskmanager.faults import FaultyBackend
 
 # 1 vCPU and 16 GB make a second cost about $0.000031: big enough for micro-dollar money.
 CPU, MEMORY = Decimal(1), Decimal(16)
@@ -253,20 +255,21 @@ def test_an_attempt_falling_back_to_regular_reserves_the_regular_price(
     assert job.reserved_usd == regular
 
 
-def test_a_leaked_container_s_time_reaches_the_job_and_the_batch(
+def _stray_after_its_run(
     runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str]
-) -> None:
-    """Regression for issue 15, item 4c: leaked spend was never booked to anyone."""
+) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """Run a batch job to the end, then leave its container running again for a second.
+
+    The same container running on after its run was billed (a removal that failed, a
+    second launch): its time after the run's end is no one's until the janitor books it.
+    Returns (job id, batch id, container name).
+    """
     batch_id = _submit(runtime, owner_and_upload, Decimal(1), count=1, max_concurrent=1)
     [job] = _jobs(runtime, batch_id)
     Supervisor(runtime, "manager").supervise(job.id)
     assert wait_for_job(runtime, job.id, TERMINAL).state == JobState.SUCCEEDED
     with runtime.sessions() as session:
         run = session.scalars(select(Run).where(Run.job_id == job.id)).one()
-        spent_before = session.get_one(Batch, batch_id).spent_usd
-        cost_before = session.get_one(Job, job.id).actual_cost_usd
-    # The same container runs again after its run was billed (a removal that failed, a
-    # second launch): its time after the run's end is no one's until the janitor books it.
     stray = ContainerSpec(
         name=run.container_name,
         image="fake",
@@ -284,9 +287,46 @@ def test_a_leaked_container_s_time_reaches_the_job_and_the_batch(
         return is_running and datetime.now(UTC) - started > timedelta(seconds=1)
 
     wait_until(has_run_a_second, 20, "the stray container has run a second")
-    report = reconcile(runtime)
-    assert report.removed_containers == [run.container_name]
+    return job.id, batch_id, run.container_name
+
+
+def _spend(runtime: Runtime, job_id: uuid.UUID, batch_id: uuid.UUID) -> tuple[Decimal, Decimal]:
+    """Return (the job's actual cost, the batch's spend)."""
     with runtime.sessions() as session:
-        extra = session.get_one(Job, job.id).actual_cost_usd - cost_before
-        assert extra > 0
-        assert session.get_one(Batch, batch_id).spent_usd - spent_before == extra
+        job_cost = session.get_one(Job, job_id).actual_cost_usd
+        return job_cost, session.get_one(Batch, batch_id).spent_usd
+
+
+def test_a_leaked_container_s_time_reaches_the_job_and_the_batch(
+    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    """Regression for issue 15, item 4c: leaked spend was never booked to anyone."""
+    job_id, batch_id, name = _stray_after_its_run(runtime, owner_and_upload)
+    cost_before, spent_before = _spend(runtime, job_id, batch_id)
+    report = reconcile(runtime)
+    assert report.removed_containers == [name]
+    cost_after, spent_after = _spend(runtime, job_id, batch_id)
+    extra = cost_after - cost_before
+    assert extra > 0
+    assert spent_after - spent_before == extra
+
+
+def test_a_janitor_that_fails_to_remove_books_the_leak_once(
+    runtime: Runtime, owner_and_upload: tuple[uuid.UUID, uuid.UUID, str]
+) -> None:
+    """A removal that fails after the booking: the next pass books only what came since."""
+    job_id, batch_id, name = _stray_after_its_run(runtime, owner_and_upload)
+    cost_before, spent_before = _spend(runtime, job_id, batch_id)
+    failing = FaultyBackend(runtime.backend)
+    failing.fail_next("remove", 1, message="503 Service Unavailable (injected)")
+    first = reconcile(dataclasses.replace(runtime, backend=failing))
+    assert first.removed_containers == []
+    assert any(name in failure for failure in first.failures)
+    cost_first, _ = _spend(runtime, job_id, batch_id)
+    second = reconcile(runtime)
+    assert second.removed_containers == [name]
+    cost_second, spent_second = _spend(runtime, job_id, batch_id)
+    booked_first, booked_again = cost_first - cost_before, cost_second - cost_first
+    assert booked_first > 0
+    assert booked_again < booked_first / 2, "the second pass booked the same time again"
+    assert spent_second - spent_before == cost_second - cost_before
