@@ -1,7 +1,8 @@
 """The `clipyard-composite` command: composite a photo into a template, or build templates.
 
 Exit codes (the container contract): 0 done, 2 bad input (do not retry), 3 storage
-unreachable (retry), anything else unexpected (retry).
+unreachable (retry), 124 its deadline (``CLIPYARD_DEADLINE_AT``) came, anything else
+unexpected (retry).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobimages.deadline import EXIT_DEADLINE, BadDeadline, arm_deadline, deadline_from
 from jobimages.errors import EXIT_BAD_INPUT, EXIT_DONE, EXIT_UNEXPECTED, CompositorError
 from jobimages.events import EventWriter
 from jobimages.transfer import RetryPolicy
@@ -151,11 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     events = EventWriter(sys.stdout, redactor)
     try:
         args = build_parser().parse_args(args_list)
+        deadline_at = deadline_from(os.environ)
+        if deadline_at is not None:
+            arm_deadline(
+                deadline_at,
+                lambda: _fail(events, redactor, EXIT_DEADLINE, "the deadline came: stopping"),
+            )
         if args.command == "build-templates":
             return _build_templates(args, events)
         _fill_urls_from_environment(args, os.environ)
         return _run(args, Settings.from_env(os.environ), events)
-    except _ArgumentError as exc:
+    except (_ArgumentError, BadDeadline) as exc:
         return _fail(events, redactor, EXIT_BAD_INPUT, f"bad arguments: {exc}")
     except CompositorError as exc:
         return _fail(events, redactor, exc.exit_code, str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -32,6 +33,8 @@ class EventWriter:
         self._min_interval_s = min_interval_s
         self._last_progress_at: float | None = None
         self._is_closed = False
+        # The deadline's watchdog thread may write the last line: one line at a time.
+        self._lock = threading.Lock()
 
     def emit(self, event: str, **fields: Any) -> None:
         """Write one event line, with secrets scrubbed, and flush it."""
@@ -39,8 +42,9 @@ class EventWriter:
             return
         line = json.dumps({"event": event, **fields}, separators=(",", ":"))
         try:
-            self._stream.write(self._redactor.scrub(line) + "\n")
-            self._stream.flush()
+            with self._lock:
+                self._stream.write(self._redactor.scrub(line) + "\n")
+                self._stream.flush()
         except BrokenPipeError:
             # Nobody is listening any more; the job's result still matters, so carry on,
             # and point the descriptor at /dev/null so the exit-time flush cannot fail too.

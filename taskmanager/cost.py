@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from taskmanager.models import Job, Run, Template
+from taskmanager.models import Batch, Job, Run, Template
 from taskmanager.settings import Settings
 
 _CENTS_PRECISION = Decimal("0.000001")
@@ -145,15 +145,44 @@ def estimate_job_cost(
     )
 
 
-def max_job_cost(job: Job, settings: Settings) -> Decimal:
-    """Return the most one attempt can cost: its whole deadline billed."""
+# Every container stops on its own within this long after its deadline (the image's
+# watchdog exits at CLIPYARD_DEADLINE_AT; a stand-in ignoring SIGTERM is killed 1 s
+# later; clocks agree within a second), whether or not a manager is watching it.
+DEADLINE_SLACK_S = 5.0
+
+
+def max_billed_seconds(max_runtime_s: float) -> float:
+    """Return the longest an attempt can be billed: its window is the deadline's window.
+
+    The billed window runs from the create request (``launched_at``) until the
+    container stops; the deadline is measured on the same window and the container
+    enforces it itself, so a missing manager cannot stretch it.
+    """
+    return float(max_runtime_s) + DEADLINE_SLACK_S
+
+
+def max_attempt_cost(job: Job, settings: Settings) -> Decimal:
+    """Return the most one attempt of ``job`` can cost: its whole window, at Regular price."""
     return container_cost(
         PriceTable.from_settings(settings),
-        float(job.max_runtime_s),
+        max_billed_seconds(job.max_runtime_s),
         job.cpu,
         job.memory_gb,
-        is_spot=job.is_spot,
+        is_spot=False,
     )
+
+
+def batch_spend_bound(session: Session, batch: Batch, settings: Settings) -> Decimal:
+    """Return the stated bound on a batch's spend: what the README's guarantee promises.
+
+    ``spent <= budget + max_concurrent x (the costliest attempt of any of its jobs)``:
+    admission keeps ``spent + reserved + estimate <= budget`` for every attempt it
+    starts, so only attempts already running can overrun their reservation, at most
+    ``max_concurrent`` of them at once, each by less than its whole billed window.
+    """
+    jobs = session.scalars(select(Job).where(Job.batch_id == batch.id))
+    worst = max((max_attempt_cost(job, settings) for job in jobs), default=Decimal(0))
+    return batch.budget_usd + batch.max_concurrent * worst
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -41,6 +42,8 @@ class PreparedAttempt:
     max_runtime_s: int | None = None
     # Set with token: when (runtime clock) the transaction that wrote the lease began.
     lease_written_at: float | None = None
+    # Set with spec: when (database time) the billed window, and the deadline, start.
+    launched_at: datetime | None = None
 
 
 @dataclass

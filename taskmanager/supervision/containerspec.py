@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from taskmanager.backends.base import APP_TAG, ContainerSpec
@@ -14,6 +14,8 @@ from taskmanager.storage.keys import output_key
 
 OUTPUT_VIDEO = "video.mp4"
 OUTPUT_POSTER = "poster.jpg"
+# The attempt's deadline (epoch seconds), which the image enforces itself (jobimages).
+DEADLINE_ENVIRONMENT = "CLIPYARD_DEADLINE_AT"
 
 
 def container_name(job_id: uuid.UUID, attempt: int) -> str:
@@ -60,16 +62,23 @@ def build_spec(
     template: Template,
     upload: Upload,
     *,
+    launched_at: datetime,
     storage: Storage,
     settings: Settings,
 ) -> ContainerSpec:
-    """Build the container spec for ``run``: fake stand-in or the compositor with its URLs."""
+    """Build the container spec for ``run``: fake stand-in or the compositor with its URLs.
+
+    ``launched_at`` (database time, just before the create request) starts the billed
+    window; the container is told its deadline on that window and ends itself there.
+    """
+    deadline_at = launched_at + timedelta(seconds=job.max_runtime_s)
     common: dict[str, Any] = {
         "name": run.container_name,
         "cpu": run.cpu,
         "memory_gb": run.memory_gb,
         "tags": container_tags(run, lease_token, settings.deployment_id),
         "is_spot": run.is_spot,
+        "env": {DEADLINE_ENVIRONMENT: f"{deadline_at.timestamp():.3f}"},
     }
     fake = job.params.get("fake")
     if fake is not None:

@@ -28,9 +28,11 @@ _KILLED_DETAILS = frozenset({"oom_or_killed", "oom", "killed"})
 # Failures of capacity, not of the job: retried without using up an attempt.
 CAPACITY_KINDS = frozenset({FailureKind.EVICTED, FailureKind.CAPACITY})
 
-# The compositor's documented exit codes (see jobimages): 2 bad input, 3 storage.
+# The compositor's documented exit codes (see jobimages): 2 bad input, 3 storage,
+# 124 its own deadline came.
 EXIT_BAD_INPUT = 2
 EXIT_STORAGE = 3
+EXIT_DEADLINE = 124
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from taskmanager.backends.base import BackendError, ContainerSpec, ContainerState, ContainerStatus
 from taskmanager.models import Job, JobEvent, Run, Template, Upload
-from taskmanager.states import JobState, RunState
+from taskmanager.states import LIVE_RUN_STATES, JobState, RunState
 from taskmanager.supervision.admission import admit
 from taskmanager.supervision.attempt import AttemptRef, LeasedAttempt, PreparedAttempt
 from taskmanager.supervision.containerlog import ContainerLog
@@ -54,7 +54,7 @@ _DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 # The job, locked, with what starting an attempt needs, in one round trip (template and
 # upload are read before admission's lock is taken). Built once, like the transitions'.
 _LOCK_JOB_FOR_ATTEMPT = (
-    select(Job, Template, Upload)
+    select(Job, Template, Upload, func.now())
     .join(Template, Template.id == Job.template_id)
     .join(Upload, Upload.id == Job.upload_id)
     .where(Job.id == bindparam("job_id"))
@@ -131,7 +131,7 @@ class Supervisor:
             if found is None:
                 log.warning("no such job", job_id=str(job_id))
                 return None
-            job, template, upload = found
+            job, template, upload, db_now = found
             state = job.job_state
             if state is JobState.RETRY_WAIT:
                 if not self._is_due(session, job):
@@ -139,7 +139,7 @@ class Supervisor:
                 transition_job(session, job, JobState.QUEUED, reason="backoff over")
                 state = JobState.QUEUED
             if state is JobState.QUEUED:
-                return self._start_attempt(session, job, template, upload, began)
+                return self._start_attempt(session, job, template, upload, began, db_now)
             if state in (JobState.STARTING, JobState.RUNNING):
                 run = session.scalars(
                     select(Run).where(Run.job_id == job.id, Run.attempt == job.attempt)
@@ -162,7 +162,13 @@ class Supervisor:
         return False
 
     def _start_attempt(
-        self, session: Session, job: Job, template: Template, upload: Upload, began: float
+        self,
+        session: Session,
+        job: Job,
+        template: Template,
+        upload: Upload,
+        began: float,
+        db_now: datetime,
     ) -> PreparedAttempt | None:
         if job.cancel_requested:
             transition_job(session, job, JobState.CANCELLED, reason="cancelled while queued")
@@ -197,12 +203,13 @@ class Supervisor:
             heartbeat_at=func.now(),
         )
         try:
-            spec: ContainerSpec | None = self._build_spec(job, run, 1, template, upload)
+            spec: ContainerSpec | None = self._build_spec(job, run, 1, template, upload, db_now)
         except BackendError:
             spec = None  # e.g. fake jobs refused: the launch path records the refusal
         if spec is not None:
-            # Born launching (one INSERT, not an INSERT and an UPDATE): it launches next.
-            run.state, run.launched_at = RunState.LAUNCHING.value, _db_now()
+            # Born launching (one INSERT, not an INSERT and an UPDATE): it launches next,
+            # and its billed window (and deadline) starts now, before the create request.
+            run.state, run.launched_at = RunState.LAUNCHING.value, db_now
         session.add(run)
         session.flush()
         transition_job(
@@ -232,6 +239,7 @@ class Supervisor:
             spec=spec,
             max_runtime_s=job.max_runtime_s,
             lease_written_at=began,
+            launched_at=db_now if spec is not None else None,
         )
 
     def _note_refusal(self, session: Session, job: Job, reason: str) -> None:
@@ -315,15 +323,21 @@ class Supervisor:
         """Build the run's spec and mark the run launching (in the caller's transaction)."""
         template = session.get_one(Template, job.template_id)
         upload = session.get_one(Upload, job.upload_id)
-        spec = self._build_spec(job, run, token, template, upload)
+        if run.launched_at is None:
+            run.launched_at = session.execute(select(_db_now())).scalar_one()
+        spec = self._build_spec(job, run, token, template, upload, run.launched_at)
         if run.run_state is RunState.PENDING:
-            transition_run(
-                session, run, RunState.LAUNCHING, lease_token=token, launched_at=_db_now()
-            )
+            transition_run(session, run, RunState.LAUNCHING, lease_token=token)
         return spec
 
     def _build_spec(
-        self, job: Job, run: Run, token: int, template: Template, upload: Upload
+        self,
+        job: Job,
+        run: Run,
+        token: int,
+        template: Template,
+        upload: Upload,
+        launched_at: datetime,
     ) -> ContainerSpec:
         try:
             return build_spec(
@@ -332,6 +346,7 @@ class Supervisor:
                 token,
                 template,
                 upload,
+                launched_at=launched_at,
                 storage=self.runtime.storage,
                 settings=self.runtime.settings,
             )
@@ -349,10 +364,33 @@ class Supervisor:
         try:
             with lease_kept_alive(attempt):
                 self.runtime.backend.launch(spec)
+            # A pause during the call (past a quarter of the TTL) shows here as LeaseLost.
+            has_fresh_lease(attempt)
         except BackendError as exc:
             attempt.log.warning("launch refused", error=str(exc), is_retryable=exc.is_retryable)
             raise
+        except LeaseLost:
+            self._remove_if_stray(attempt)
+            raise
         attempt.log.info("container launched", image=spec.image)
+
+    def _remove_if_stray(self, attempt: LeasedAttempt) -> None:
+        """Remove the container just launched if its run ended while the launch was sent.
+
+        A manager paused between its lease check and the create request (SIGSTOP, a
+        long GC) sends it after another manager adopted, ran and finished the attempt:
+        the container it creates then belongs to no live run. It is removed at once;
+        should this manager die first, the janitor removes it and books its time.
+        """
+        with self.runtime.sessions() as session:
+            run = session.get_one(Run, attempt.ref.run_id)
+            if run.run_state in LIVE_RUN_STATES:
+                return  # the run's current manager watches the container (the same name)
+        try:
+            self.runtime.backend.remove(attempt.name)
+            attempt.log.warning("removed a container launched after its run had ended")
+        except BackendError as exc:
+            attempt.log.warning("could not remove a stray container", error=str(exc))
 
     def _with_db_retry(self, step: Callable[[], T]) -> T | None:
         """Run a database step, retrying with backoff while the database is unreachable."""

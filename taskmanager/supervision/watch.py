@@ -26,7 +26,8 @@ from taskmanager.states import JobState, RunState, StopReason
 from taskmanager.supervision.attempt import LeasedAttempt, PreparedAttempt
 from taskmanager.supervision.finishing import record_progress
 from taskmanager.supervision.leases import Heartbeat, release_lease, renew_lease
-from taskmanager.supervision.outcome import Outcome
+from taskmanager.supervision.outcome import EXIT_DEADLINE, Outcome
+from taskmanager.supervision.progress import ProgressTracker
 from taskmanager.transitions import (
     ConcurrentChange,
     lock_job_and_run,
@@ -69,16 +70,31 @@ def has_fresh_lease(attempt: LeasedAttempt) -> bool:
 
 @dataclass
 class _Deadline:
-    """When the container started (None: not yet) and how long it may run."""
+    """The attempt's deadline, on its billed window, and whether its container runs yet.
+
+    The window starts at the create request (``launched_at``), as the cloud bills it,
+    so provisioning, the stop's grace and any gap in supervision all count against
+    ``max_runtime_s``; the container is told the same deadline and ends itself there.
+    """
 
     max_runtime: timedelta
+    launched_at: datetime | None
     started_at: datetime | None = None
 
+    @property
+    def due_at(self) -> datetime | None:
+        """Return when the attempt must end (None: not launched yet)."""
+        return None if self.launched_at is None else self.launched_at + self.max_runtime
+
     def remaining_s(self, db_now: datetime) -> float | None:
-        """Return the seconds left before the deadline, or None before the start."""
-        if self.started_at is None:
-            return None
-        return (self.started_at + self.max_runtime - db_now).total_seconds()
+        """Return the seconds left before the deadline, or None before the launch."""
+        due_at = self.due_at
+        return None if due_at is None else (due_at - db_now).total_seconds()
+
+    def has_passed(self, when: datetime) -> bool:
+        """Tell whether ``when`` is at or past the deadline."""
+        due_at = self.due_at
+        return due_at is not None and when >= due_at
 
 
 @contextmanager
@@ -136,7 +152,7 @@ def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome 
             # No heartbeat first: finishing is the next write, under the same token,
             # and it stores the last progress too.
             _look(attempt)  # the last lines
-            return Outcome.from_status(status, tracker)
+            return _ended(status, tracker, deadline)
         is_starting = (
             status is not None
             and status.state is ContainerState.RUNNING
@@ -167,13 +183,29 @@ def watch_attempt(attempt: LeasedAttempt, prepared: PreparedAttempt) -> Outcome 
 
 def _deadline_of(attempt: LeasedAttempt, prepared: PreparedAttempt) -> _Deadline:
     """Return the run's deadline: known to its creator, read for an adopted run."""
-    if prepared.max_runtime_s is not None:
-        return _Deadline(timedelta(seconds=prepared.max_runtime_s))
-    # Adopted: it may have started long ago.
+    if prepared.max_runtime_s is not None and prepared.launched_at is not None:
+        return _Deadline(timedelta(seconds=prepared.max_runtime_s), prepared.launched_at)
+    # Adopted (or relaunched): it may have been launched, and started, long ago.
     with attempt.runtime.sessions() as session:
         run = session.get_one(Run, attempt.ref.run_id)
         job = session.get_one(Job, run.job_id)
-        return _Deadline(timedelta(seconds=job.max_runtime_s), run.started_at)
+        return _Deadline(timedelta(seconds=job.max_runtime_s), run.launched_at, run.started_at)
+
+
+def _ended(status: ContainerStatus, tracker: ProgressTracker, deadline: _Deadline) -> Outcome:
+    """Classify a container that ended on its own: past its deadline, it timed out.
+
+    The image ends itself at its deadline (exit 124, or killed a second later if it
+    ignores SIGTERM) when no manager stopped it in time: that is the deadline's doing.
+    """
+    outcome = Outcome.from_status(status, tracker)
+    ended_at = status.finished_at
+    is_late = ended_at is not None and deadline.has_passed(ended_at)
+    if outcome.run_state is RunState.SUCCEEDED:
+        return outcome
+    if not (is_late or status.exit_code == EXIT_DEADLINE):
+        return outcome
+    return Outcome.stopped(StopReason.DEADLINE, status, tracker)
 
 
 def _stop_reason(

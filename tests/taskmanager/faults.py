@@ -127,6 +127,12 @@ class SlowStartBackend(FaultyBackend):
             return "", cursor
         return self.inner.logs_since(name, cursor)
 
+    def stop(self, name: str, grace_s: float) -> None:
+        """Stopping a group still provisioning cancels it: nothing ever runs."""
+        self._enter("stop")
+        if self._pending.pop(name, None) is None:
+            self.inner.stop(name, grace_s)
+
     def wait(self, name: str, timeout_s: float) -> None:
         """Sleep while provisioning; otherwise wait on the container."""
         if name in self._pending:
