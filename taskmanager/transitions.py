@@ -155,6 +155,10 @@ def transition_run(
     as for ``record_event``.
     """
     current = RunState(run.state)
+    if lease_token is not None and run.lease_token != lease_token:
+        # Fencing first: a manager that lost the lease may hold a stale view of the run
+        # (one its adopter has since finished); its claim is not a transition at all.
+        raise ConcurrentChange(f"run {run.id} is under another lease")
     check_run_transition(current, target)
     values: dict[str, Any] = {"state": target.value, **changes}
     if target is RunState.RUNNING:

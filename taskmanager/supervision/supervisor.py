@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -323,9 +323,17 @@ class Supervisor:
         """Build the run's spec and mark the run launching (in the caller's transaction)."""
         template = session.get_one(Template, job.template_id)
         upload = session.get_one(Upload, job.upload_id)
-        if run.launched_at is None:
-            run.launched_at = session.execute(select(_db_now())).scalar_one()
-        spec = self._build_spec(job, run, token, template, upload, run.launched_at)
+        # No container exists (the caller looked): the billed window, and the deadline,
+        # start with this create request, not with one that was never sent.
+        launched_at = session.execute(
+            update(Run)
+            .where(Run.id == run.id, Run.lease_token == token)
+            .values(launched_at=_db_now())
+            .returning(Run.launched_at)
+        ).scalar_one_or_none()
+        if launched_at is None:
+            raise LeaseLost
+        spec = self._build_spec(job, run, token, template, upload, launched_at)
         if run.run_state is RunState.PENDING:
             transition_run(session, run, RunState.LAUNCHING, lease_token=token)
         return spec
