@@ -73,6 +73,7 @@ class ArmEmulator:
         self._operations: dict[str, tuple[str, str, Group]] = {}
         self._pull_failures: dict[str, str] = {}
         self._slow: dict[str, float] = {}
+        self._slow_window: tuple[float, float] = (0.0, 0.0)  # (until, seconds)
         self._lock = threading.RLock()
         ca = trustme.CA()
         self.ca_bundle = self.root / "ca.pem"
@@ -99,8 +100,12 @@ class ArmEmulator:
         code: str | None = None,
         message: str | None = None,
         retry_after_s: float | None = None,
+        seconds: float | None = None,
     ) -> None:
-        """Answer the next ``count`` requests of ``kind`` ("any" for all) with an error."""
+        """Answer the next ``count`` requests of ``kind`` ("any" for all) with an error.
+
+        With ``seconds``, answer every such request for that long instead (a storm).
+        """
         default_code = {429: "TooManyRequests", 500: "InternalServerError"}.get(
             status, "ServiceUnavailable" if status == 503 else "Conflict"
         )
@@ -112,8 +117,16 @@ class ArmEmulator:
                 message or f"injected {status}",
                 count,
                 retry_after_s,
+                until=None if seconds is None else time.monotonic() + seconds,
             )
         )
+
+    def storm(
+        self, kind: str, status: int, seconds: float, *, retry_after_s: float | None = None
+    ) -> None:
+        """Answer every request of ``kind`` ("any" for all) with ``status`` for ``seconds``."""
+        message = "The request is being throttled." if status == 429 else None
+        self.fail_next(kind, status, message=message, retry_after_s=retry_after_s, seconds=seconds)
 
     def throttle(self, kind: str, retry_after_s: float, count: int = 1) -> None:
         """Answer 429 with ``Retry-After``, as ARM throttling does."""
@@ -161,6 +174,18 @@ class ArmEmulator:
     def slow_provisioning(self, name: str, seconds: float) -> None:
         """Keep the group ``name`` (when created) provisioning for ``seconds``."""
         self._slow[name] = seconds
+
+    def delay_provisioning(self, seconds: float, window_s: float) -> None:
+        """Keep every group created in the next ``window_s`` provisioning for ``seconds``."""
+        with self._lock:
+            self._slow_window = (time.time() + window_s, seconds)
+
+    def _provisioning_delay(self, name: str, now: float) -> float:
+        """Return how long the group ``name``, created ``now``, provisions (lock held)."""
+        if name in self._slow:
+            return self._slow.pop(name)
+        until, seconds = self._slow_window
+        return seconds if now < until else self.provisioning_delay_s
 
     def make_disappear(self, name: str) -> None:
         """Drop a group without a delete, as if someone removed it behind our back."""
@@ -304,7 +329,7 @@ class ArmEmulator:
                 env=env,
                 log_path=self.root / f"{name}.{uuid.uuid4().hex[:8]}.log",
                 created_at=now,
-                ready_at=now + self._slow.pop(name, self.provisioning_delay_s),
+                ready_at=now + self._provisioning_delay(name, now),
                 pull_error=self._pull_failures.get(image),
             )
             self._groups[name] = group

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ class Fault:
     message: str
     count: int
     retry_after_s: float | None = None
+    # A storm: every such request is answered until this time.monotonic(), not counted.
+    until: float | None = None
 
     def body(self) -> dict[str, Any]:
         """Return the ARM error body."""
@@ -53,9 +56,15 @@ class FaultBook:
 
     def take(self, kind: str) -> Fault | None:
         """Return the fault the next ``kind`` request must get, if any."""
+        now = time.monotonic()
         with self._lock:
+            self._faults = [f for f in self._faults if f.until is None or f.until > now]
             for fault in self._faults:
-                if fault.kind in (kind, "any") and fault.count > 0:
+                if fault.kind not in (kind, "any"):
+                    continue
+                if fault.until is not None:
+                    return fault
+                if fault.count > 0:
                     fault.count -= 1
                     if fault.count == 0:
                         self._faults.remove(fault)
