@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 from flask import Flask, Response, json, request
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.ratelimit import RateLimited
@@ -42,6 +44,9 @@ PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger(__name__)
 
 # Domain error -> (status, title). The most specific class must come first.
+# What a 503 for an unreachable database or Redis asks clients to wait, in seconds.
+_UNAVAILABLE_RETRY_AFTER_S = 2
+
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (JobNotFound, 404, "Not Found"),
     (BatchNotFound, 404, "Not Found"),
@@ -163,5 +168,18 @@ def register_problem_handlers(app: Flask) -> None:
         found = _domain_problem(error)
         if found is not None:
             return found
+        if isinstance(error, OperationalError | InterfaceError | RedisConnectionError):
+            # A service restarting or away: the request may succeed when retried, and
+            # clients (ours retry 502-504) must be told so, not handed a 500.
+            log.warning(
+                "a backing service is unreachable", path=request.path, error=type(error).__name__
+            )
+            response = problem(
+                503,
+                "Service Unavailable",
+                "a service the API depends on is unreachable; try again shortly",
+            )
+            response.headers["Retry-After"] = str(_UNAVAILABLE_RETRY_AFTER_S)
+            return response
         log.exception("unhandled error", path=request.path)
         return problem(500, "Internal Server Error", "an unexpected error occurred; it was logged")

@@ -97,7 +97,9 @@ def to_backend_error(exc: AzureError, action: str, name: str, *, location: str) 
             is_retryable=True,
             retry_after_s=after,
         )
-    if code in CAPACITY_CODES or status == 503:
+    # Capacity is a create's problem; for a read, a listing or a delete a 503 (or a code
+    # that would mean capacity on a create) is a server-side error like any 5xx (below).
+    if action == "create" and (code in CAPACITY_CODES or status == 503):
         return BackendError(
             f"ACI has no capacity in {location} right now for {name} ({code or status}: "
             f"{message}); retrying later; if this persists, choose another region "

@@ -26,6 +26,9 @@ from taskmanager.supervision.worker import build_runtime
 
 log = structlog.get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 60.0
+# A manager that dies within this long of its start counts as dying at start.
+_QUICK_DEATH_S = 10.0
+_MAX_RESTART_DELAY_S = 10.0
 
 
 def _start_manager(queues: str) -> subprocess.Popen[bytes]:
@@ -58,12 +61,33 @@ def run_managers(settings: Settings, queues: str, processes: int, *, is_reconcil
     )
     if is_reconciling:
         reconciler.start()
+    # Per slot: when its manager started, how many in a row died soon after starting,
+    # and (for a dead one) when to start the next.
+    started_at = [time.monotonic()] * processes
+    quick_deaths = [0] * processes
+    restart_at: list[float | None] = [None] * processes
     try:
         while not stop.wait(0.5):
+            now = time.monotonic()
             for index, manager in enumerate(managers):
-                if manager.poll() is not None:
-                    log.warning("task manager died; restarting", code=manager.returncode)
+                if manager.poll() is None:
+                    continue
+                due = restart_at[index]
+                if due is None:
+                    # A manager that keeps dying at start (a service away) is restarted
+                    # with backoff; one that ran a while is restarted at once.
+                    is_quick = now - started_at[index] < _QUICK_DEATH_S
+                    quick_deaths[index] = quick_deaths[index] + 1 if is_quick else 0
+                    delay = min(_MAX_RESTART_DELAY_S, 0.25 * 2 ** quick_deaths[index])
+                    due = restart_at[index] = now + (delay if quick_deaths[index] else 0.0)
+                    log.warning(
+                        "task manager died; restarting",
+                        code=manager.returncode,
+                        in_s=round(due - now, 2),
+                    )
+                if now >= due:
                     managers[index] = _start_manager(queues)
+                    started_at[index], restart_at[index] = now, None
     finally:
         for manager in managers:
             _signal_group(manager, signal.SIGTERM)

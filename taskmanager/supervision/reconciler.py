@@ -184,6 +184,8 @@ def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None
                 ).first()
                 if run is not None and run.state in LIVE_RUN_STATES:
                     continue  # a live run's container, never touched here
+                if run is not None and _is_being_removed(session, run, runtime):
+                    continue  # its finisher removes it right after committing the end
                 # Booked and committed before the removal: a crash in between books
                 # nothing twice (the next pass books from where this one stopped), and
                 # no row stays locked while the control plane deletes.
@@ -195,6 +197,20 @@ def _remove_leaked_containers(runtime: Runtime, report: ReconcileReport) -> None
             # One container the control plane would not delete: the rest still get done.
             log.warning("leaked container not removed", container=container.name, error=str(exc))
             report.failures.append(f"remove {container.name}: {exc}")
+
+
+def _is_being_removed(session: Session, run: Run, runtime: Runtime) -> bool:
+    """Tell whether the run ended so recently that its manager is still removing it.
+
+    Finishing commits the run's end, then removes the container: a listing taken in
+    between would call a container that is already being removed "leaked" (a second
+    delete, a spurious event). A run that ended within one reconcile interval is left
+    to its finisher; if that removal failed, the next pass takes the container.
+    """
+    if run.finished_at is None:
+        return False
+    db_now = session.execute(select(func.now())).scalar_one()
+    return (db_now - run.finished_at).total_seconds() < runtime.settings.reconcile_interval_s
 
 
 def is_this_deployments(tags: dict[str, str], deployment_id: str) -> bool:

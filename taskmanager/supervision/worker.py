@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from tasktiger import TaskTiger, Worker
 from tasktiger.exceptions import TaskNotFound
 from tasktiger.executor import SyncExecutor
@@ -28,6 +30,10 @@ from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.tasks import SupervisionHandlers
 
 log = structlog.get_logger(__name__)
+
+# How long a worker waits for an unreachable Redis before it looks again (doubling).
+_REDIS_RETRY_FIRST_S = 0.5
+_REDIS_RETRY_MAX_S = 8.0
 
 
 def build_runtime(
@@ -64,19 +70,29 @@ def main() -> None:
         settings, settings.database_url.get_secret_value(), redis_url, tiger=tiger
     )
     install_task_handlers(SupervisionHandlers(runtime))
+    redis_wait = _REDIS_RETRY_FIRST_S
     while True:
         # In-process execution: a supervisor is light (it only watches a container), so
         # forking one per task would only throw away the warm connection pool and
         # SQLAlchemy's statement cache every time. A crash loses nothing: the lease
         # goes stale and another manager adopts the run.
-        worker = Worker(tiger, queues=args.queues.split(","), executor_class=SyncExecutor)
         try:
+            worker = Worker(tiger, queues=args.queues.split(","), executor_class=SyncExecutor)
             worker.run()
             return
         except TaskNotFound:
             # Redis lost the task under us (flushed, failed over). Postgres still has the
             # job and the reconciler re-enqueues it: carry on serving the queues.
             log.warning("task vanished from Redis; worker restarting")
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Redis restarting or away: wait for it here, with backoff, rather than die
+            # and be restarted in a loop (each start costs a second of CPU on two cores).
+            log.warning("Redis unreachable; serving again when it is back", error=str(exc))
+            if runtime.shutdown.wait(redis_wait):
+                return
+            redis_wait = min(redis_wait * 2, _REDIS_RETRY_MAX_S)
+            continue
+        redis_wait = _REDIS_RETRY_FIRST_S
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -27,6 +29,7 @@ from tests.taskmanager.conftest import (
     container_starts,
     wait_for_job,
 )
+from tests.taskmanager.faults import FaultyBackend
 
 
 def _only_run(runtime: Runtime, job_id: uuid.UUID) -> Run:
@@ -249,3 +252,22 @@ def _batch(runtime: Runtime, batch_id: uuid.UUID) -> Batch:
 def _job(runtime: Runtime, job_id: uuid.UUID) -> Job:
     with runtime.sessions() as session:
         return session.get_one(Job, job_id)
+
+
+def test_janitor_leaves_a_just_finished_run_s_container_to_its_finisher(
+    runtime: Runtime, submit_fake: SubmitFake
+) -> None:
+    """Found by the soak: the janitor listed a container, its manager committed the run's
+    end, and the janitor then removed it as "leaked" too (a second delete, a false event)."""
+    job = submit_fake({"seconds": 0.2, "steps": 1})
+    keeps = FaultyBackend(runtime.backend)
+    keeps.fail_next("remove", 1, message="503 Service Unavailable (injected)")
+    Supervisor(dataclasses.replace(runtime, backend=keeps), "manager").supervise(job.id)
+    run = _only_run(runtime, job.id)
+    assert run.state == "succeeded"
+    patient = runtime.settings.model_copy(update={"reconcile_interval_s": 60.0})
+    report = reconcile(dataclasses.replace(runtime, settings=patient))
+    assert report.removed_containers == []
+    assert "leaked_container_removed" not in _kinds(runtime, job.id)
+    time.sleep(0.6)  # past the test settings' reconcile interval: now it is a leak
+    assert reconcile(runtime).removed_containers == [run.container_name]
