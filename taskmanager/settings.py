@@ -67,8 +67,9 @@ class Settings(BaseSettings):
     allow_fake_jobs: bool = False
 
     # --- supervision timing (tests shorten these instead of sleeping) --------------------
-    # A run whose heartbeat is older than this is adopted by another manager.
-    lease_ttl_s: float = Field(default=30.0, gt=0)
+    # A run whose heartbeat is older than this is adopted by another manager (a frozen or
+    # partitioned one: a dead manager's run is adopted at once, see liveness.py).
+    lease_ttl_s: float = Field(default=15.0, gt=0)
     # How often a manager polls its container and renews its lease.
     poll_interval_s: float = Field(default=2.0, gt=0)
     # A running container that reports no progress for this long is killed.
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
     admission_retry_s: float = Field(default=5.0, gt=0)
     # How often the reconciler sweeps for lost queue entries, stale leases and leaks.
     reconcile_interval_s: float = Field(default=30.0, gt=0)
+    # How often each `clipyard worker` looks for runs whose manager died or went silent.
+    liveness_interval_s: float = Field(default=0.5, gt=0)
+    # A run's owner counts as dead once two looks this far apart found its presence lock
+    # gone (after a database restart live managers lock again well within it).
+    owner_gone_confirm_s: float = Field(default=1.0, ge=0)
     # Exponential backoff between attempts: base * 2**(attempt-1), capped, with jitter.
     retry_base_delay_s: float = Field(default=10.0, ge=0)
     retry_max_delay_s: float = Field(default=600.0, ge=0)

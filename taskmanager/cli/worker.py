@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +22,9 @@ import structlog
 
 from taskmanager.cli.context import CliError, load_settings
 from taskmanager.settings import Settings
+from taskmanager.supervision.liveness import watch_liveness_forever
 from taskmanager.supervision.reconciler import reconcile, reconcile_forever
-from taskmanager.supervision.worker import build_runtime
+from taskmanager.supervision.worker import ADOPT_FROM_ENVIRONMENT, build_runtime
 
 log = structlog.get_logger(__name__)
 _SHUTDOWN_TIMEOUT_S = 60.0
@@ -31,10 +33,15 @@ _QUICK_DEATH_S = 10.0
 _MAX_RESTART_DELAY_S = 10.0
 
 
-def _start_manager(queues: str) -> subprocess.Popen[bytes]:
+def _start_manager(queues: str, replaces: int | None = None) -> subprocess.Popen[bytes]:
+    """Start a manager; ``replaces``: the pid of a dead one whose run it adopts first."""
+    env = dict(os.environ)
+    if replaces is not None:
+        env[ADOPT_FROM_ENVIRONMENT] = f"{socket.gethostname()}:{replaces}:"
     return subprocess.Popen(
         [sys.executable, "-m", "taskmanager.supervision.worker", "--queues", queues],
         start_new_session=True,
+        env=env,
     )
 
 
@@ -61,6 +68,11 @@ def run_managers(settings: Settings, queues: str, processes: int, *, is_reconcil
     )
     if is_reconciling:
         reconciler.start()
+    # Every pool watches for dead managers' runs: adoption must not wait for one machine.
+    liveness = threading.Thread(
+        target=watch_liveness_forever, args=(runtime, stop), name="liveness", daemon=True
+    )
+    liveness.start()
     # Per slot: when its manager started, how many in a row died soon after starting,
     # and (for a dead one) when to start the next.
     started_at = [time.monotonic()] * processes
@@ -86,7 +98,7 @@ def run_managers(settings: Settings, queues: str, processes: int, *, is_reconcil
                         in_s=round(due - now, 2),
                     )
                 if now >= due:
-                    managers[index] = _start_manager(queues)
+                    managers[index] = _start_manager(queues, replaces=manager.pid)
                     started_at[index], restart_at[index] = now, None
     finally:
         for manager in managers:
@@ -100,6 +112,7 @@ def run_managers(settings: Settings, queues: str, processes: int, *, is_reconcil
                 manager.wait()
         if reconciler.is_alive():
             reconciler.join(timeout=_SHUTDOWN_TIMEOUT_S)
+        liveness.join(timeout=_SHUTDOWN_TIMEOUT_S)
         runtime.engine.dispose()
         log.info("task managers stopped")
 

@@ -28,6 +28,7 @@ from taskmanager.batches.ledger import settle_batch, waiting_batch_jobs
 from taskmanager.cost import PriceTable, container_cost
 from taskmanager.models import Batch, Job, JobEvent, Run
 from taskmanager.states import LIVE_RUN_STATES, BatchState, JobState
+from taskmanager.supervision.liveness import OrphanedRun, wake_adopter
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.transitions import record_event
 
@@ -99,36 +100,20 @@ def reconcile_forever(runtime: Runtime, stop: threading.Event) -> None:
 
 
 def _wake_stale_runs(runtime: Runtime, report: ReconcileReport) -> None:
+    """The slow backstop of ``liveness.py``: wake an adopter for every stale lease."""
     ttl = text(f"interval '{float(runtime.settings.lease_ttl_s)} seconds'")
     with runtime.sessions.begin() as session:
         rows = session.execute(
-            select(Run.id, Run.job_id, Job.batch_id, Job.max_runtime_s, Run.lease_token)
+            select(Run.id, Run.job_id, Run.lease_token, Job.batch_id, Job.max_runtime_s)
             .join(Job, Job.id == Run.job_id)
             .where(
                 Run.state.in_(LIVE_RUN_STATES),
                 func.coalesce(Run.heartbeat_at, Run.created_at) < func.now() - ttl,
             )
         ).all()
-        for run_id, job_id, batch_id, max_runtime, token in rows:
-            # A wake key of its own: the dead manager's TaskTiger entry may look active.
-            runtime.enqueuer.enqueue(
-                job_id,
-                is_batch=batch_id is not None,
-                max_runtime_s=max_runtime,
-                wake_key=f"adopt:{token}",
-            )
-            report.adopted.append(job_id)
-            if _last_event_kind(session, job_id) != "adoption_requested":
-                record_event(
-                    session, job_id, "adoption_requested", {"reason": "stale_lease"}, run_id=run_id
-                )
-                log.info("stale lease: waking a manager to adopt", job_id=str(job_id))
-
-
-def _last_event_kind(session: Session, job_id: uuid.UUID) -> str | None:
-    return session.scalars(
-        select(JobEvent.kind).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc()).limit(1)
-    ).first()
+        for row in rows:
+            wake_adopter(runtime, session, OrphanedRun(*row), "stale_lease")
+            report.adopted.append(row.job_id)
 
 
 def _requeue_lost_wakeups(runtime: Runtime, report: ReconcileReport) -> None:

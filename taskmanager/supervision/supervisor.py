@@ -256,7 +256,10 @@ class Supervisor:
 
     def _take_lease(self, run_id: uuid.UUID) -> int | None:
         with self.runtime.sessions.begin() as session:
-            return take_lease(session, run_id, self.owner, self.runtime.settings.lease_ttl_s)
+            settings = self.runtime.settings
+            return take_lease(
+                session, run_id, self.owner, settings.lease_ttl_s, settings.owner_gone_confirm_s
+            )
 
     # --- phase 2: launch or adopt --------------------------------------------------------
 

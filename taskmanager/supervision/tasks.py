@@ -15,7 +15,6 @@ from types import FrameType
 
 import structlog
 
-from taskmanager.supervision.leases import manager_id
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 
@@ -25,8 +24,10 @@ log = structlog.get_logger(__name__)
 class SupervisionHandlers:
     """Runs ``supervise`` tasks on one process's runtime, made fork-safe on first use."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, manager_id: str) -> None:
         self.runtime = runtime
+        # The process's one identity as a lease owner, which its presence lock carries.
+        self.manager_id = manager_id
         self._pid = os.getpid()
 
     def current_runtime(self) -> Runtime:
@@ -55,7 +56,7 @@ class SupervisionHandlers:
         if is_main_thread:
             signal.signal(signal.SIGTERM, on_sigterm)
         try:
-            Supervisor(runtime, manager_id()).supervise(job_id)
+            Supervisor(runtime, self.manager_id).supervise(job_id)
         except Exception:
             # Never leave the task in TaskTiger's error set, where no one runs it again:
             # Postgres still has the job, and the reconciler wakes it (a queued job at

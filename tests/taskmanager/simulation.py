@@ -358,6 +358,9 @@ class Actor:
         on_fault: Callable[[str, str], None],
     ) -> None:
         self.cloud = cloud
+        # The manager's slot (m0, m1, ...) and the id of its current process (a restart
+        # after a crash is a new process, with a new id).
+        self.slot = owner
         self.owner = owner
         self.check_engine = check_engine
         self.lease_ttl_s = lease_ttl_s
@@ -374,7 +377,7 @@ class Actor:
             self.faults.remove(fault)
             if fault.kind == "crash":
                 raise SimCrash(f"{self.owner} crashed at call {self.calls} ({method})")
-            self.on_fault(self.owner, fault.kind)
+            self.on_fault(self.slot, fault.kind)
         self.cloud.refuse(method)
 
     def _check_fenced(self, method: str, name: str) -> None:

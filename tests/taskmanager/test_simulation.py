@@ -48,6 +48,7 @@ from taskmanager.models import Batch, Job, Run
 from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
 from taskmanager.storage import create_storage
+from taskmanager.supervision.liveness import LivenessWatcher, Presence
 from taskmanager.supervision.reconciler import reconcile
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
@@ -142,9 +143,15 @@ class World:
             ),
         )
         self.jobs: list[uuid.UUID] = []
+        # Each manager's live process: its presence lock (a real session) and its id.
+        self.presences: dict[str, Presence] = {}
+        self.incarnations: dict[str, int] = {}
+        self.watcher = LivenessWatcher(self.runtimes["reconciler"])
 
     def close(self) -> None:
         """Release the example's connections and drop its database."""
+        for presence in self.presences.values():
+            presence.stop()
         self.engine.dispose()
         self.check_engine.dispose()
         self.databases.drop(self.url)
@@ -156,13 +163,29 @@ class World:
         job_id = self.queue.pop_due()
         if job_id is None:
             return False
+        manager_id = self.alive(owner)
         try:
-            Supervisor(self.runtimes[owner], owner).supervise(job_id)
+            Supervisor(self.runtimes[owner], manager_id).supervise(job_id)
         except SimCrash:
-            pass  # the process died; its lease goes stale as time passes
+            # The process died: its session, and so its presence lock, goes with it.
+            self.presences.pop(owner).stop()
         except OperationalError:
             pass  # the task raised: TaskTiger keeps it in its error set (not re-run)
         return True
+
+    def alive(self, owner: str) -> str:
+        """Return the manager id of ``owner``'s live process, starting one if it died."""
+        if owner not in self.presences:
+            self.incarnations[owner] = self.incarnations.get(owner, 0) + 1
+            manager_id = f"{owner}.{self.incarnations[owner]}"
+            self.presences[owner] = Presence(self.url, manager_id).start()
+            self.actors[owner].owner = manager_id
+        return self.presences[owner].manager_id
+
+    def liveness(self) -> None:
+        """Run one liveness pass as every ``clipyard worker`` does."""
+        with contextlib.suppress(OperationalError):
+            self.watcher.check()
 
     def reconcile(self) -> None:
         """Run one reconciler pass as ``clipyard worker`` does (a failure is retried later)."""
@@ -190,6 +213,7 @@ class World:
         try:
             for _ in range(3):
                 self.clock.advance(self.settings.lease_ttl_s)
+                self.liveness()
                 self.reconcile()
                 for other in MANAGERS:
                     if other != owner:
@@ -282,6 +306,10 @@ class SupervisionSimulation(RuleBasedStateMachine):
     def reconciler_pass(self) -> None:
         self.world.reconcile()
 
+    @rule()
+    def liveness_pass(self) -> None:
+        self.world.liveness()
+
     @rule(seconds=st.sampled_from([0.5, 2.0, 10.0]))
     def time_passes(self, seconds: float) -> None:
         self.world.clock.advance(seconds)
@@ -370,6 +398,7 @@ class SupervisionSimulation(RuleBasedStateMachine):
         # can finish: the bound was checked after every step up to here.
         set_budget(world.client.sessions, world.queue, world.batch.id, Decimal(1000))
         for _ in range(2000):
+            world.liveness()
             world.reconcile()
             while world.run_task(MANAGERS[0]):
                 pass

@@ -42,7 +42,7 @@ def test_happy_path(runtime: Runtime, workers: WorkerPool, submit_fake: SubmitFa
         assert run.exit_code == 0
         assert run.log_key is not None
     assert runtime.storage.exists(run.log_key)
-    assert runtime.backend.list_ours() == []
+    wait_until(lambda: runtime.backend.list_ours() == [], 10, "the container removed")
 
 
 def test_transient_failure_is_retried_then_succeeds(
@@ -107,7 +107,7 @@ def test_cancel_while_starting_launches_nothing(runtime: Runtime, submit_fake: S
     [run] = runs_of(runtime, job.id)
     assert run.state == "cancelled"
     assert run.billed_seconds == 0  # nothing ran, nothing is billed
-    assert runtime.backend.list_ours() == []
+    wait_until(lambda: runtime.backend.list_ours() == [], 10, "the container removed")
 
 
 def test_cancel_while_running_stops_and_removes_the_container(
@@ -123,7 +123,7 @@ def test_cancel_while_running_stops_and_removes_the_container(
     assert run.state == "cancelled"
     if container_backend == "local":
         assert run.exit_code == 128 + 15
-    assert runtime.backend.list_ours() == []
+    wait_until(lambda: runtime.backend.list_ours() == [], 10, "the container removed")
 
 
 def test_container_ignoring_sigterm_is_killed(
@@ -139,7 +139,7 @@ def test_container_ignoring_sigterm_is_killed(
     [run] = runs_of(runtime, job.id)
     assert run.exit_code == 128 + 9
     assert run.failure_kind == "cancelled"
-    assert runtime.backend.list_ours() == []
+    wait_until(lambda: runtime.backend.list_ours() == [], 10, "the container removed")
 
 
 def test_deadline_kills_the_container(
@@ -153,7 +153,7 @@ def test_deadline_kills_the_container(
     assert run.state == "timed_out"
     assert run.billed_seconds is not None
     assert 1.0 <= run.billed_seconds < 30
-    assert runtime.backend.list_ours() == []
+    wait_until(lambda: runtime.backend.list_ours() == [], 10, "the container removed")
 
 
 def test_stalled_container_is_killed_and_retried(
@@ -168,4 +168,4 @@ def test_stalled_container_is_killed_and_retried(
         pool.stop()
     assert (done.state, done.error_code, done.attempt) == ("failed", "stalled", 2)
     assert [r.state for r in runs_of(runtime, job.id)] == ["timed_out", "timed_out"]
-    assert runtime.backend.list_ours() == []
+    wait_until(lambda: runtime.backend.list_ours() == [], 10, "the container removed")

@@ -41,7 +41,7 @@ def enqueuer(runtime: Runtime) -> TaskTigerEnqueuer:
 def handlers(runtime: Runtime) -> Iterator[SupervisionHandlers]:
     """This process serves supervise tasks on the test's runtime (as a worker would)."""
     configure_logging("WARNING")  # a TaskTiger worker needs structlog configured
-    handlers = SupervisionHandlers(runtime)
+    handlers = SupervisionHandlers(runtime, "manager-under-test")
     install_task_handlers(handlers)
     yield handlers
     install_task_handlers(None)
