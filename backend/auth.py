@@ -153,9 +153,15 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def rate_limit(what: str, limit: int, *, user_key: str | None = None) -> None:
-    """Count this request per client address and (if known) per user."""
-    keys = [f"ip:{client_address()}"]
+def rate_limit(
+    what: str, limit: int, *, user_key: str | None = None, per_client: bool = True
+) -> None:
+    """Count this request per client address and (if known) per user.
+
+    ``per_client=False`` counts the user only: for a second count, once the body named
+    the user, of a request already counted per client before its body was read.
+    """
+    keys = [f"ip:{client_address()}"] if per_client else []
     if user_key:
         keys.append(f"user:{user_key}")
     services().limiter.hit(what, keys, limit)

@@ -92,6 +92,18 @@ class InvalidBody(Exception):
         self.response = response
 
 
+# How many field errors one 422 answer lists at most.
+MAX_LISTED_ERRORS = 20
+
+
+class JsonBodyTooLarge(RequestEntityTooLarge):
+    """A JSON body over its own limit (far below the upload limit)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the JSON body is larger than {limit} bytes")
+        self.limit = limit
+
+
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
     """Build a problem+json response."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
@@ -120,18 +132,26 @@ def _domain_problem(error: Exception) -> Response | None:
 
 
 def validation_problem(error: ValidationError, where: str = "") -> Response:
-    """Answer a request body or query that failed validation, naming each bad field."""
+    """Answer a request body or query that failed validation, naming each bad field.
+
+    At most ``MAX_LISTED_ERRORS`` are listed (and how many more there were): a body of
+    many bad keys must not make an answer larger than itself.
+    """
     errors = [
         {"field": where + ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-        for e in error.errors(include_url=False)
+        for e in error.errors(include_url=False)[:MAX_LISTED_ERRORS]
     ]
     first = errors[0] if errors else {"field": "body", "message": "invalid"}
+    extra: dict[str, Any] = {}
+    if error.error_count() > MAX_LISTED_ERRORS:
+        extra["errors_not_listed"] = error.error_count() - MAX_LISTED_ERRORS
     return problem(
         422,
         "Invalid request",
         f"{first['field']}: {first['message']}",
         field=first["field"],
         errors=errors,
+        **extra,
     )
 
 
@@ -146,6 +166,8 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
+        if isinstance(error, JsonBodyTooLarge):
+            return problem(413, "Request too large", error.description, limit=error.limit)
         if isinstance(error, RequestEntityTooLarge):
             limit = app.config.get("MAX_CONTENT_LENGTH")
             detail = f"the request body is larger than {limit} bytes"

@@ -172,6 +172,15 @@ class Settings(BaseSettings):
     allow_signup: bool = True
     # Uploads: the largest request body, and the largest photo in pixels (width x height).
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    # What a Prometheus scraper sends as its bearer token for /metrics (operators' own
+    # tokens work too); unset: operators only.
+    metrics_token: SecretStr | None = None
+    # /metrics serves figures at most this old (each computation scans jobs and runs).
+    metrics_cache_s: float = Field(default=5.0, ge=0)
+    # Every JSON request body (uploads have the limit above): refused unread beyond this.
+    max_json_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # A batch's rows and plans (up to 500 rows of a few hundred bytes each) get more.
+    max_json_rows_body_bytes: int = Field(default=512 * 1024, gt=0)
     max_upload_pixels: int = Field(default=40_000_000, gt=0)
     # Requests per minute, per user and per client address (0: unlimited).
     login_rate_per_minute: int = Field(default=10, ge=0)

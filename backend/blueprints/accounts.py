@@ -37,8 +37,8 @@ def signup() -> Response:
     settings = services().settings
     if not settings.allow_signup:
         raise Forbidden("sign-up is closed here; ask an operator for an account")
+    rate_limit("login", settings.login_rate_per_minute)  # before the body is read
     body = parse_body(Credentials)
-    rate_limit("login", settings.login_rate_per_minute)
     user = create_user(services().sessions, body.email, body.password)
     csrf = start_session(user)
     return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf), 201)
@@ -47,9 +47,11 @@ def signup() -> Response:
 @bp.post("/auth/login")
 def login() -> Response:
     """Sign in with email and password; set the session cookie."""
+    limit = services().settings.login_rate_per_minute
+    rate_limit("login", limit)  # per client, before the body is read
     body = parse_body(Credentials)
     email = normalize_email(body.email).lower()
-    rate_limit("login", services().settings.login_rate_per_minute, user_key=email)
+    rate_limit("login", limit, user_key=email, per_client=False)
     user = authenticate(services().sessions, body.email, body.password)
     csrf = start_session(user)
     return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf))

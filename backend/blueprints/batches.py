@@ -92,7 +92,7 @@ def show(batch_id: uuid.UUID) -> Response:
 @operator_required
 def plan() -> Response:
     """Estimate a batch (container time, cost both ways, wall time); create nothing."""
-    body = parse_body(PlanIn)
+    body = parse_body(PlanIn, is_rows=True)
     settings = services().settings
     groups = [
         PlanGroup(
@@ -158,7 +158,7 @@ def _group_out(estimate: GroupEstimate) -> PlanGroupOut:
 @operator_required
 def add_rows(batch_id: uuid.UUID) -> Response:
     """Create the rows' jobs; a row already created returns its job (resumable)."""
-    body = parse_body(BatchRowsIn)
+    body = parse_body(BatchRowsIn, is_rows=True)
     rows = [
         BatchRow(
             row_id=r.row_id,
