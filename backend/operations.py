@@ -68,7 +68,9 @@ OPERATIONS: list[Operation] = [
         "none",
         answers={200: s.Status, 503: s.Status},
     ),
-    Operation("get", "/metrics", "Prometheus metrics", "ops", "none", answers={200: "text/plain"}),
+    Operation(
+        "get", "/metrics", "Prometheus metrics", "ops", "operator", answers={200: "text/plain"}
+    ),
     Operation("get", "/api/v1/health", "Database health", "ops", "none", answers={200: s.Status}),
     Operation(
         "post",

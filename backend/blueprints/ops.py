@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import io
+import hmac
+import time
 from dataclasses import asdict
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app, request
+from pydantic import SecretStr
 from sqlalchemy import text
 from tasktiger import TaskTiger
+from werkzeug.exceptions import Forbidden
 
-from backend.auth import operator_required
+from backend.auth import operator_required, require_caller
 from backend.bodies import answer
 from backend.schemas import Status, SummaryOut
 from backend.services import services
@@ -50,7 +53,7 @@ def readyz() -> Response:
     except Exception as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
     try:
-        found.storage.upload(_PROBE_KEY, io.BytesIO(b"ok"), content_type="text/plain")
+        found.storage.exists(_PROBE_KEY)  # a read: an anonymous probe writes nothing
         checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"unreachable: {type(exc).__name__}"
@@ -71,10 +74,34 @@ def summary() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Expose the summary's figures in the Prometheus text format."""
+    """Expose the summary's figures in the Prometheus text format (scraper or operator).
+
+    The figures (a scan of jobs and runs) are computed at most once per
+    ``metrics_cache_s`` per process, however often they are asked for.
+    """
     found = services()
-    snapshot = summarize(found.sessions, found.settings, _safe_tiger())
-    return Response(prometheus_text(snapshot), mimetype="text/plain; version=0.0.4")
+    if not _is_scraper(found.settings.metrics_token) and not require_caller().is_operator:
+        raise Forbidden("only operators and the metrics scraper may read the metrics")
+    now = time.monotonic()
+    # The last figures this app served: (monotonic time, text).
+    cache: dict[str, tuple[float, str]] = current_app.extensions.setdefault("metrics_cache", {})
+    cached = cache.get("text")
+    if cached is None or now - cached[0] > found.settings.metrics_cache_s:
+        snapshot = summarize(found.sessions, found.settings, _safe_tiger())
+        cached = cache["text"] = (now, prometheus_text(snapshot))
+    return Response(cached[1], mimetype="text/plain; version=0.0.4")
+
+
+metrics.auth = "operator"  # type: ignore[attr-defined]
+
+
+def _is_scraper(token: SecretStr | None) -> bool:
+    """Tell whether the request carries the configured scraper token."""
+    if token is None:
+        return False
+    sent = request.headers.get("Authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    return hmac.compare_digest(sent.encode(errors="replace"), expected.encode())
 
 
 def _safe_tiger() -> TaskTiger | None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import SecretStr
 
 from taskmanager.models import Template
 from tests.backend.conftest import Identity, submit, upload_photo
@@ -60,7 +61,9 @@ def test_summary_and_metrics(
     assert body["running_containers"] == 0
     assert body["spend_today_usd"] == "0"
     assert client.get("/api/v1/ops/summary", headers=alice.headers).status_code == 403
-    metrics = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=alice.headers).status_code == 403
+    metrics = client.get("/metrics", headers=operator.headers)
     assert metrics.status_code == 200
     text = metrics.get_data(as_text=True)
     assert 'clipyard_jobs{state="queued"} 1' in text
@@ -92,3 +95,26 @@ def test_request_id_is_echoed(client: FlaskClient) -> None:
         len(client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["X-Request-ID"])
         == 32
     )
+
+
+def test_metrics_take_the_scrapers_token_and_are_cached(
+    app: Flask, client: FlaskClient, alice: Identity, template: Template
+) -> None:
+    services = app.extensions["clipyard"]
+    services.settings = services.settings.model_copy(
+        update={"metrics_token": SecretStr("scraper-secret"), "metrics_cache_s": 60.0}
+    )
+    scraper = {"Authorization": "Bearer scraper-secret"}
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    first = client.get("/metrics", headers=scraper)
+    assert first.status_code == 200
+    assert "clipyard_jobs" in first.get_data(as_text=True)
+    submit(client, alice, upload_photo(client, alice))
+    # Within the cache's lifetime the figures are not computed again.
+    assert client.get("/metrics", headers=scraper).data == first.data
+
+
+def test_readiness_writes_nothing(app: Flask, client: FlaskClient) -> None:
+    storage = app.extensions["clipyard"].storage
+    assert client.get("/readyz").status_code == 200
+    assert not storage.exists("readyz/probe")
