@@ -8,8 +8,11 @@ before reaching it. A fake that behaves, not a mock: what is not failed really h
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+from sqlalchemy import func, update
 
 from taskmanager.backends.base import (
     BackendError,
@@ -19,6 +22,9 @@ from taskmanager.backends.base import (
     ContainerState,
     ContainerStatus,
 )
+from taskmanager.models import Run
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.supervisor import Supervisor
 
 
 @dataclass
@@ -165,3 +171,22 @@ class SlowStop(FaultyBackend):
         self._enter("stop")
         time.sleep(self.delay_s)
         self.inner.stop(name, grace_s)
+
+
+def die_after_launch(runtime: Runtime, job_id: uuid.UUID) -> str:
+    """Create and launch the job's attempt as a manager would, then fall silent.
+
+    The dead manager's lease is made long stale (no waiting out a real TTL); returns
+    the container's name.
+    """
+    prepared = Supervisor(runtime, "dead-manager")._prepare(job_id)
+    assert prepared is not None
+    assert prepared.spec is not None
+    runtime.backend.launch(prepared.spec)
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(Run)
+            .where(Run.job_id == job_id)
+            .values(heartbeat_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
+        )
+    return prepared.ref.container_name

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import uuid
 
 from sqlalchemy import func, update
 
@@ -20,29 +19,20 @@ from taskmanager.states import JobState
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, runs_of, wait_for_job
-from tests.taskmanager.faults import ExitsBeforeStop, FaultyBackend, SlowStartBackend, SlowStop
-
-
-def _die_after_launch(runtime: Runtime, job_id: uuid.UUID) -> None:
-    """Create and launch the job's attempt as a manager would, then fall silent."""
-    prepared = Supervisor(runtime, "dead-manager")._prepare(job_id)
-    assert prepared is not None
-    assert prepared.spec is not None
-    runtime.backend.launch(prepared.spec)
-    # The dead manager's lease is long stale: no waiting out a real TTL.
-    with runtime.sessions.begin() as session:
-        session.execute(
-            update(Run)
-            .where(Run.job_id == job_id)
-            .values(heartbeat_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
-        )
+from tests.taskmanager.faults import (
+    ExitsBeforeStop,
+    FaultyBackend,
+    SlowStartBackend,
+    SlowStop,
+    die_after_launch,
+)
 
 
 def test_a_throttled_first_read_does_not_fail_an_adopted_run(
     runtime: Runtime, submit_fake: SubmitFake
 ) -> None:
     job = submit_fake({"seconds": 2, "steps": 4})
-    _die_after_launch(runtime, job.id)
+    die_after_launch(runtime, job.id)
     throttled = FaultyBackend(runtime.backend)
     throttled.fail_next("status", 3, retry_after_s=30)
     adopter = dataclasses.replace(runtime, backend=throttled)

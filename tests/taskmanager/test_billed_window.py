@@ -10,41 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
-
-from sqlalchemy import func, update
 
 from taskmanager.backends.base import ContainerState
 from taskmanager.cost import DEADLINE_SLACK_S, max_billed_seconds
-from taskmanager.models import Run
 from taskmanager.states import JobState
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.supervisor import Supervisor
 from tests.services import wait_until
 from tests.taskmanager.conftest import TERMINAL, SubmitFake, runs_of, wait_for_job
-from tests.taskmanager.faults import SlowStartBackend
-
-
-def _launch_then_fall_silent(runtime: Runtime, job_id: uuid.UUID) -> str:
-    """Create and launch the job's attempt as a manager would, then die (lease stale)."""
-    prepared = Supervisor(runtime, "dead-manager")._prepare(job_id)
-    assert prepared is not None
-    assert prepared.spec is not None
-    runtime.backend.launch(prepared.spec)
-    with runtime.sessions.begin() as session:
-        session.execute(
-            update(Run)
-            .where(Run.job_id == job_id)
-            .values(heartbeat_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
-        )
-    return prepared.ref.container_name
+from tests.taskmanager.faults import SlowStartBackend, die_after_launch
 
 
 def test_an_unwatched_container_ends_itself_at_its_deadline(
     runtime: Runtime, submit_fake: SubmitFake
 ) -> None:
     job = submit_fake({"seconds": 60, "steps": 60}, max_runtime_s=2)
-    name = _launch_then_fall_silent(runtime, job.id)
+    name = die_after_launch(runtime, job.id)
     # No manager watches it: the container itself stops at its deadline.
     wait_until(
         lambda: runtime.backend.status(name).is_finished,

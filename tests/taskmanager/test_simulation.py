@@ -461,21 +461,35 @@ def test_supervision_holds_under_simulated_faults(
     )
 
 
+def _replay(
+    databases: ThrowawayDatabases,
+    tmp_path: Path,
+    first_job: dict[str, Any],
+    fault: dict[str, Any],
+) -> None:
+    """Replay one fixed sequence: a job, a fault armed on m0, m0 supervising; then check
+    the invariants after the step and, at teardown, the drain and the books."""
+    machine = _simulation(databases, tmp_path)()
+    try:
+        machine.submit(**first_job)
+        machine.a_manager_will_fail(manager="m0", **fault)
+        machine.a_manager_takes_a_task(manager="m0")
+        machine.no_stale_manager_acted()
+        machine.one_live_container_per_job()
+    finally:
+        machine.teardown()
+
+
+_SHORT_JOB = {"seconds": 3.0, "exit_codes": [0], "in_batch": False, "max_runtime_s": 60}
+
+
 def test_a_manager_paused_past_its_adopters_whole_attempt_changes_nothing(
     test_databases: ThrowawayDatabases, tmp_path: Path
 ) -> None:
     """Found by the simulation: the paused manager, resuming, saw the container gone
     (its adopter had finished and removed it) and tried to record the run lost, over
     the adopter's "succeeded": a crash, where fencing must simply say "not yours"."""
-    machine = _simulation(test_databases, tmp_path)()
-    try:
-        machine.a_first_job()
-        machine.a_manager_will_fail(manager="m0", at_call=10, kind="pause")
-        machine.a_manager_takes_a_task(manager="m0")
-        machine.no_stale_manager_acted()
-        machine.one_live_container_per_job()
-    finally:
-        machine.teardown()
+    _replay(test_databases, tmp_path, _SHORT_JOB, {"at_call": 10, "kind": "pause"})
 
 
 def test_a_creator_paused_before_its_create_request_is_billed_from_the_adopters(
@@ -485,15 +499,7 @@ def test_a_creator_paused_before_its_create_request_is_billed_from_the_adopters(
     ``launched_at``, so the run was billed (and its deadline counted) from a create
     request that was only sent seconds later; the creator's late request then made a
     container for an ended run."""
-    machine = _simulation(test_databases, tmp_path)()
-    try:
-        machine.a_first_job()
-        machine.a_manager_will_fail(manager="m0", at_call=1, kind="pause")
-        machine.a_manager_takes_a_task(manager="m0")
-        machine.no_stale_manager_acted()
-        machine.one_live_container_per_job()
-    finally:
-        machine.teardown()
+    _replay(test_databases, tmp_path, _SHORT_JOB, {"at_call": 1, "kind": "pause"})
 
 
 def test_a_manager_cut_off_from_the_database_stops_nothing(
@@ -501,11 +507,5 @@ def test_a_manager_cut_off_from_the_database_stops_nothing(
 ) -> None:
     """Issue 15, item 5, as a fixed example: a container stalls while its manager cannot
     reach PostgreSQL; the manager must not stop it (another may hold the run by now)."""
-    machine = _simulation(test_databases, tmp_path)()
-    try:
-        machine.submit(seconds=300.0, exit_codes=[0], in_batch=False, max_runtime_s=60)
-        machine.a_manager_will_fail(manager="m0", at_call=20, kind="outage")
-        machine.a_manager_takes_a_task(manager="m0")
-        machine.no_stale_manager_acted()
-    finally:
-        machine.teardown()
+    hanging = {**_SHORT_JOB, "seconds": 300.0}
+    _replay(test_databases, tmp_path, hanging, {"at_call": 20, "kind": "outage"})
