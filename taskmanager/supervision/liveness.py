@@ -22,6 +22,7 @@ import os
 import select as fd_select
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -53,6 +54,10 @@ _ORPHANS = text(
 )
 
 
+class _LockTaken(Exception):
+    """Another session holds this manager id's presence lock."""
+
+
 class Presence:
     """This process's presence lock, held on a connection of its own while it lives.
 
@@ -61,10 +66,19 @@ class Presence:
     manager therefore costs the database no queries at all.
     """
 
-    def __init__(self, database_url: str, manager_id: str, retry_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        manager_id: str,
+        retry_s: float = 0.2,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
         url = make_url(normalize_database_url(database_url))
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # Read it once the lock is held: until then a hash collision may replace it.
         self.manager_id = manager_id
+        self._new_id = new_id
+        self._has_held = False
         self._retry_s = retry_s
         self._stop = threading.Event()
         # Written to on stop: wakes the thread blocked on the connection's socket.
@@ -103,10 +117,18 @@ class Presence:
         while not self._stop.is_set():
             try:
                 self._connection = self._lock()
+                self._has_held = True
                 self._held.set()
                 self._wait_until_closed(self._connection)
             except psycopg2.Error as exc:
                 log.debug("presence lock not held; retrying", error=type(exc).__name__)
+            except _LockTaken:
+                # Another live session holds our key: a hash collision. Before any run is
+                # ours, a new id costs nothing; after, keep trying (runs carry the id).
+                if self._new_id is not None and not self._has_held:
+                    self.manager_id = self._new_id()
+                else:
+                    log.warning("presence lock held by another session", manager=self.manager_id)
             self._held.clear()
             self._stop.wait(self._retry_s)
 
@@ -115,9 +137,13 @@ class Presence:
         connection.autocommit = True
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_lock(%s, hashtext(%s))",
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))",
                 (PRESENCE_LOCK_NAMESPACE, self.manager_id),
             )
+            row = cursor.fetchone()
+        if not (row and row[0]):
+            connection.close()
+            raise _LockTaken
         return connection
 
     def _wait_until_closed(self, connection: psycopg2.extensions.connection) -> None:

@@ -86,11 +86,13 @@ def main() -> None:
     runtime = build_runtime(
         settings, settings.database_url.get_secret_value(), redis_url, tiger=tiger
     )
-    manager_id = new_manager_id()
-    presence = Presence(settings.database_url.get_secret_value(), manager_id).start()
+    presence = Presence(
+        settings.database_url.get_secret_value(), new_manager_id(), new_id=new_manager_id
+    ).start()
     while not presence.wait_held(30.0):
         # A manager without its lock would look dead to every other: wait for the database.
-        log.warning("presence lock not held yet; waiting for the database", manager=manager_id)
+        log.warning("presence lock not held yet; waiting for the database")
+    manager_id = presence.manager_id
     adopt_from = os.environ.get(ADOPT_FROM_ENVIRONMENT)
     if adopt_from:
         adopt_predecessors_runs(runtime, manager_id, adopt_from)

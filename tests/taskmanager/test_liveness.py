@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from taskmanager.models import JobEvent, Run
 from taskmanager.settings import Settings
-from taskmanager.supervision.liveness import watch_liveness_forever
+from taskmanager.supervision.liveness import Presence, watch_liveness_forever
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.worker import build_runtime
 from tests.services import REPO_ROOT, ThrowawayDatabases, wait_until
@@ -201,3 +201,20 @@ def test_a_busy_pools_dead_manager_is_replaced_by_one_that_adopts_its_run(
     owner, _ = _owner_of(runtime, job.id)
     assert owner is not None
     assert int(owner.split(":")[1]) != pid
+
+
+def test_a_presence_lock_is_one_sessions_and_a_clash_takes_a_new_id(database_url: str) -> None:
+    first = Presence(database_url, "host:1:abc").start()
+    clash = Presence(database_url, "host:1:abc", new_id=lambda: "host:1:def").start()
+    stuck = Presence(database_url, "host:1:abc", retry_s=0.05)
+    try:
+        assert first.is_held
+        assert clash.is_held
+        assert clash.manager_id == "host:1:def"
+        stuck.start(timeout_s=0.5)
+        assert not stuck.is_held  # no new id to take: it waits for the lock
+        first.stop()
+        assert stuck.wait_held(5.0)  # released with the first one's session
+    finally:
+        clash.stop()
+        stuck.stop()
