@@ -94,7 +94,9 @@ def _resolve() -> Caller | None:
         return None
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not secrets.compare_digest(sent, session.get("csrf", "")):
+        expected = str(session.get("csrf", "")).encode()
+        # Bytes: compare_digest refuses (TypeError, a 500) a str that is not ASCII.
+        if not sent or not secrets.compare_digest(sent.encode(errors="replace"), expected):
             raise Forbidden(f"missing or wrong {CSRF_HEADER} header (get it from /api/v1/auth/me)")
     return Caller(user, "session")
 

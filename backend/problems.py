@@ -122,7 +122,12 @@ def _domain_problem(error: Exception) -> Response | None:
                 extra["field"] = error.field
             if hasattr(error, "limit"):
                 extra["limit"] = error.limit
-            response = problem(status, title, str(error) or None, **extra)
+            detail = str(error) or None
+            if isinstance(error, StorageUnavailable):
+                # The SDK's words name internal hosts: they go to the log, not the client.
+                log.warning("storage unavailable", path=request.path, error=detail)
+                detail = "blob storage is unreachable right now; try again shortly"
+            response = problem(status, title, detail, **extra)
             if isinstance(error, RateLimited):
                 response.headers["Retry-After"] = str(error.retry_after_s)
             if isinstance(error, AuthRequired):

@@ -63,7 +63,7 @@ class TokenNotFound(AccountError):
 def normalize_email(email: str) -> str:
     """Return ``email`` trimmed and validated; raise ``InvalidAccountRequest`` if malformed."""
     email = email.strip()
-    if len(email) > 320 or not _EMAIL.match(email):
+    if len(email) > 320 or not _EMAIL.fullmatch(email):
         raise InvalidAccountRequest("email", "must be an email address of at most 320 characters")
     return email
 

@@ -8,6 +8,7 @@ accepts, and a manifest row is judged by the same numbers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Generic, TypeVar
@@ -79,3 +80,14 @@ def resolve_resources(
             settings.default_max_attempts if max_attempts is None else max_attempts
         ),
     )
+
+
+_DECIMAL_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def is_decimal_number(text: str) -> bool:
+    """Tell whether ``text`` is a plain whole number in ASCII digits.
+
+    ``str.isdigit`` says yes to '²' and other Unicode digits that ``int`` refuses.
+    """
+    return _DECIMAL_NUMBER.fullmatch(text) is not None

@@ -37,6 +37,7 @@ from taskmanager.batches.service import (
 )
 from taskmanager.cost import GroupEstimate, PlanEstimate, PlanGroup, estimate_plan
 from taskmanager.errors import InvalidRequest
+from taskmanager.limits import is_decimal_number
 
 bp = Blueprint("batches", __name__, url_prefix="/api/v1")
 MAX_REPORT_PAGE = 5000
@@ -223,7 +224,7 @@ def report(batch_id: uuid.UUID) -> Response:
         if after is None:
             return validation_problem_for("cursor", "is not a cursor this API handed out")
     limit_text = request.args.get("limit", "1000")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_REPORT_PAGE:
+    if not is_decimal_number(limit_text) or not 1 <= int(limit_text) <= MAX_REPORT_PAGE:
         return validation_problem_for("limit", f"must be an integer from 1 to {MAX_REPORT_PAGE}")
     limit = int(limit_text)
     rows = report_rows(services().sessions, batch_id, after=after, limit=limit)

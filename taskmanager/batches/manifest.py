@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from taskmanager.limits import CPU, MAX_RUNTIME_S, MEMORY_GB, Bound
+from taskmanager.limits import CPU, MAX_RUNTIME_S, MEMORY_GB, Bound, is_decimal_number
 
 MAX_ROW_ID = 200
 _CROP_COLUMNS = ("crop_x", "crop_y", "crop_width", "crop_height")
@@ -127,7 +127,7 @@ def _runtime(raw: Any, reasons: list[str]) -> int | None:
     text = _text(raw)
     if text == "":
         return None
-    if not text.isdigit() or not MAX_RUNTIME_S.low <= int(text) <= MAX_RUNTIME_S.high:
+    if not is_decimal_number(text) or not MAX_RUNTIME_S.low <= int(text) <= MAX_RUNTIME_S.high:
         low, high = MAX_RUNTIME_S.low, MAX_RUNTIME_S.high
         reasons.append(f"max_runtime_s must be a whole number of seconds from {low} to {high}")
         return None

@@ -21,7 +21,7 @@ def validate_key(key: str) -> str:
     never name a file outside the local store or a surprising blob name.
     """
     segments = key.split("/")
-    if not key or len(key) > 1024 or not all(_SEGMENT.match(s) for s in segments):
+    if not key or len(key) > 1024 or not all(_SEGMENT.fullmatch(s) for s in segments):
         raise InvalidKey(f"invalid blob key {key!r}: use '/'-separated names of [A-Za-z0-9._-]")
     if any(s in {".", ".."} or s.endswith(".") for s in segments):
         raise InvalidKey(f"invalid blob key {key!r}: segments may not be or end with '.'")

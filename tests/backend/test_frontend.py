@@ -34,3 +34,26 @@ def test_serves_the_app_and_falls_back_to_index(
 
 def test_unknown_method_on_app_route(app: Flask) -> None:
     assert app.test_client().delete("/").status_code == 405
+
+
+def test_paths_that_climb_out_are_404_whether_or_not_the_file_exists(
+    client: FlaskClient, api_settings: Settings
+) -> None:
+    """No oracle: /..%2f..%2fetc%2fpasswd answered 404 if the file existed, the app if not."""
+    static = api_settings.static_dir
+    assert isinstance(static, Path)
+    static.mkdir(parents=True, exist_ok=True)
+    (static / "index.html").write_text("<div id=app></div>")
+    (static.parent / "secret.txt").write_text("not for you")
+    for path in ("/..%2fsecret.txt", "/..%2fno-such-file", "/..%2f..%2f..%2fetc%2fpasswd"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert b"not for you" not in response.data
+
+
+def test_api_paths_never_take_the_app_s_methods(client: FlaskClient) -> None:
+    """OPTIONS on an API path listed GET because the app's catch-all route matched it."""
+    allowed = client.options("/api/v1/auth/login").headers["Allow"]
+    assert "GET" not in allowed
+    assert "POST" in allowed
+    assert client.get("/api/v1/auth/login").status_code == 405
