@@ -6,6 +6,7 @@ in ``X-CSRF-Token``; a bearer request needs none (a browser never adds it by its
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import uuid
 from collections.abc import Callable
@@ -68,13 +69,20 @@ def start_session(user: User) -> str:
     return token
 
 
-def _resolve() -> Caller | None:
+def bearer_secret() -> str | None:
+    """Return the request's bearer token, None without one; a malformed header is a 401."""
     header = request.headers.get("Authorization", "")
-    if header:
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise AuthRequired("use 'Authorization: Bearer <token>'")
-        secret = secret.strip()
+    if not header:
+        return None
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthRequired("use 'Authorization: Bearer <token>'")
+    return secret.strip()
+
+
+def _resolve() -> Caller | None:
+    secret = bearer_secret()
+    if secret is not None:
         user = services().tokens.get(secret)
         if user is None:
             user = user_for_token(services().sessions, secret)
@@ -155,6 +163,22 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def client_key() -> str:
+    """Return what a client is counted as: its address, or its /64 for IPv6.
+
+    One IPv6 subscriber gets a whole /64: counting single addresses would let a client
+    change address on every request.
+    """
+    address = client_address()
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return address
+
+
 def rate_limit(
     what: str, limit: int, *, user_key: str | None = None, per_client: bool = True
 ) -> None:
@@ -163,7 +187,7 @@ def rate_limit(
     ``per_client=False`` counts the user only: for a second count, once the body named
     the user, of a request already counted per client before its body was read.
     """
-    keys = [f"ip:{client_address()}"] if per_client else []
+    keys = [f"ip:{client_key()}"] if per_client else []
     if user_key:
         keys.append(f"user:{user_key}")
     services().limiter.hit(what, keys, limit)

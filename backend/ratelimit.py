@@ -41,17 +41,45 @@ class RateLimiter:
         """Count one request against each key; raise ``RateLimited`` past ``limit``."""
         if limit <= 0 or not keys:
             return
-        now = self.clock()
-        window = int(now // WINDOW_S)
-        names = [f"{self.prefix}:{what}:{key}:{window}" for key in keys]
+        counts = self._add(what, keys)
+        if counts and max(counts) > limit:
+            raise self._limited(what, limit)
+
+    def count(self, what: str, keys: list[str]) -> None:
+        """Count one event (a failed sign-in, say) against each key; refuse nothing."""
+        if keys:
+            self._add(what, keys)
+
+    def check(self, what: str, keys: list[str], limit: int) -> None:
+        """Raise ``RateLimited`` if a key already counted ``limit`` events this window."""
+        if limit <= 0 or not keys:
+            return
+        names = self._names(what, keys)
         try:
-            pipeline = self.connection.pipeline(transaction=False)
-            for name in names:
-                pipeline.incr(name)
-                pipeline.expire(name, WINDOW_S * 2)
-            counts = pipeline.execute()[::2]
+            counts = [int(c or 0) for c in self.connection.mget(names)]
         except redis.RedisError as exc:
             log.warning("rate limiter unavailable; request allowed", error=str(exc))
             return
-        if max(int(c) for c in counts) > limit:
-            raise RateLimited(what, limit, max(1, int((window + 1) * WINDOW_S - now) + 1))
+        if max(counts) >= limit:
+            raise self._limited(what, limit)
+
+    def _names(self, what: str, keys: list[str]) -> list[str]:
+        window = int(self.clock() // WINDOW_S)
+        return [f"{self.prefix}:{what}:{key}:{window}" for key in keys]
+
+    def _add(self, what: str, keys: list[str]) -> list[int]:
+        """Add one to each key's count; return the counts (none if Redis is away)."""
+        try:
+            pipeline = self.connection.pipeline(transaction=False)
+            for name in self._names(what, keys):
+                pipeline.incr(name)
+                pipeline.expire(name, WINDOW_S * 2)
+            return [int(c) for c in pipeline.execute()[::2]]
+        except redis.RedisError as exc:
+            log.warning("rate limiter unavailable; request allowed", error=str(exc))
+            return []
+
+    def _limited(self, what: str, limit: int) -> RateLimited:
+        now = self.clock()
+        window_end = (int(now // WINDOW_S) + 1) * WINDOW_S
+        return RateLimited(what, limit, max(1, int(window_end - now) + 1))

@@ -184,9 +184,18 @@ def hash_token(token: str) -> str:
 
 
 def create_token(
-    sessions: sessionmaker[Session], user_id: uuid.UUID, name: str, *, ttl_days: int | None = None
+    sessions: sessionmaker[Session],
+    user_id: uuid.UUID,
+    name: str,
+    *,
+    ttl_days: int | None = None,
+    not_after: datetime | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create an API token for the user; return it and its secret (shown only now)."""
+    """Create an API token for the user; return it and its secret (shown only now).
+
+    ``not_after``: the expiry of the token this one is made with. A child never outlives
+    its parent, or a token stolen for an hour could mint one that lasts a year.
+    """
     name = name.strip()
     if not 1 <= len(name) <= MAX_TOKEN_NAME:
         raise InvalidAccountRequest("name", f"must be 1 to {MAX_TOKEN_NAME} characters")
@@ -200,10 +209,27 @@ def create_token(
             name=name,
             token_hash=hash_token(secret),
             prefix=secret[:10],
-            expires_at=(now + timedelta(days=ttl_days)) if ttl_days and now else None,
+            expires_at=_earliest(
+                (now + timedelta(days=ttl_days)) if ttl_days and now else None, not_after
+            ),
         )
         session.add(token)
     return token, secret
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    """Return the earliest of the given moments (None: never)."""
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
+
+
+def token_expiry(sessions: sessionmaker[Session], secret: str) -> datetime | None:
+    """Return when the token with ``secret`` expires (None: never, or no such token)."""
+    with sessions() as session:
+        expiry: datetime | None = session.scalar(
+            select(ApiToken.expires_at).where(ApiToken.token_hash == hash_token(secret))
+        )
+        return expiry
 
 
 def list_tokens(sessions: sessionmaker[Session], user_id: uuid.UUID) -> list[ApiToken]:

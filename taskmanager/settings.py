@@ -184,6 +184,11 @@ class Settings(BaseSettings):
     max_upload_pixels: int = Field(default=40_000_000, gt=0)
     # Requests per minute, per user and per client address (0: unlimited).
     login_rate_per_minute: int = Field(default=10, ge=0)
+    # Failed sign-ins per account and client, and per account from anywhere: a stranger
+    # failing a known account's password locks out only themselves (until the second,
+    # larger limit, which keeps a distributed guesser slow).
+    login_failures_per_minute: int = Field(default=5, ge=0)
+    login_account_failures_per_minute: int = Field(default=60, ge=0)
     submit_rate_per_minute: int = Field(default=120, ge=0)
     # Browser sessions: cookie lifetime, and Secure (needs HTTPS; off for the local mode).
     session_max_age_s: int = Field(default=14 * 24 * 3600, gt=0)

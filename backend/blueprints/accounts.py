@@ -6,7 +6,15 @@ import uuid
 
 from flask import Blueprint, Response, session
 
-from backend.auth import end_session, login_required, rate_limit, require_caller, start_session
+from backend.auth import (
+    bearer_secret,
+    client_key,
+    end_session,
+    login_required,
+    rate_limit,
+    require_caller,
+    start_session,
+)
 from backend.bodies import answer, parse_body
 from backend.problems import Forbidden
 from backend.schemas import (
@@ -20,12 +28,14 @@ from backend.schemas import (
 )
 from backend.services import services
 from taskmanager.accounts import (
+    InvalidCredentials,
     authenticate,
     create_token,
     create_user,
     list_tokens,
     normalize_email,
     revoke_token,
+    token_expiry,
 )
 
 bp = Blueprint("accounts", __name__, url_prefix="/api/v1")
@@ -47,12 +57,21 @@ def signup() -> Response:
 @bp.post("/auth/login")
 def login() -> Response:
     """Sign in with email and password; set the session cookie."""
-    limit = services().settings.login_rate_per_minute
-    rate_limit("login", limit)  # per client, before the body is read
+    settings = services().settings
+    rate_limit("login", settings.login_rate_per_minute)  # per client, before the body
     body = parse_body(Credentials)
     email = normalize_email(body.email).lower()
-    rate_limit("login", limit, user_key=email, per_client=False)
-    user = authenticate(services().sessions, body.email, body.password)
+    # Failures, not attempts, are limited per account: per (account, client), so that a
+    # stranger cannot lock a known account out, and per account, more loosely.
+    pair, account = f"pair:{email}|{client_key()}", f"account:{email}"
+    limiter = services().limiter
+    limiter.check("failed login", [pair], settings.login_failures_per_minute)
+    limiter.check("failed login", [account], settings.login_account_failures_per_minute)
+    try:
+        user = authenticate(services().sessions, body.email, body.password)
+    except InvalidCredentials:
+        limiter.count("failed login", [pair, account])
+        raise
     csrf = start_session(user)
     return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf))
 
@@ -86,8 +105,16 @@ def tokens() -> Response:
 def new_token() -> Response:
     """Create an API token; its secret is in this answer only."""
     body = parse_body(TokenCreate)
+    caller = require_caller()
+    parent_expiry = None
+    if caller.via == "token":
+        parent_expiry = token_expiry(services().sessions, bearer_secret() or "")
     token, secret = create_token(
-        services().sessions, require_caller().id, body.name, ttl_days=body.ttl_days
+        services().sessions,
+        caller.id,
+        body.name,
+        ttl_days=body.ttl_days,
+        not_after=parent_expiry,
     )
     return answer(TokenCreated(**TokenOut.model_validate(token).model_dump(), token=secret), 201)
 
