@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.blueprints import accounts, batches, docs, frontend, jobs, ops, templates, uploads
+from backend.browser import install_browser_safety, session_cookie_name
 from backend.problems import register_problem_handlers
 from backend.ratelimit import RateLimiter
 from backend.services import Services
@@ -108,7 +109,7 @@ def create_app(
     app.config.update(
         SECRET_KEY=_secret_key(settings),
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + _MULTIPART_SLACK,
-        SESSION_COOKIE_NAME="clipyard_session",
+        SESSION_COOKIE_NAME=session_cookie_name(settings.session_cookie_secure),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.session_cookie_secure,
@@ -123,6 +124,7 @@ def create_app(
     app.extensions["clipyard.settings"] = settings
     register_problem_handlers(app)
     _install_request_ids(app)
+    install_browser_safety(app)
     for module in (ops, docs, accounts, uploads, templates, jobs, batches, frontend):
         app.register_blueprint(module.bp)
     return app

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from backend import schemas as s
+from backend.browser import SESSION_COOKIE
 from backend.operations import OPERATIONS, Operation
 
 _MODELS: list[type[BaseModel]] = sorted(
@@ -111,7 +112,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": defs.get("$defs", {}),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "cookie": {"type": "apiKey", "in": "cookie", "name": "clipyard_session"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
             },
         },
         "security": [{"bearer": []}, {"cookie": []}],

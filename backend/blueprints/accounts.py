@@ -51,7 +51,7 @@ def signup() -> Response:
     body = parse_body(Credentials)
     user = create_user(services().sessions, body.email, body.password)
     csrf = start_session(user)
-    return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf), 201)
+    return _no_store(answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf), 201))
 
 
 @bp.post("/auth/login")
@@ -73,7 +73,7 @@ def login() -> Response:
         limiter.count("failed login", [pair, account])
         raise
     csrf = start_session(user)
-    return answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf))
+    return _no_store(answer(SessionOut(user=UserOut.model_validate(user), csrf_token=csrf)))
 
 
 @bp.post("/auth/logout")
@@ -89,7 +89,7 @@ def logout() -> Response:
 def me() -> Response:
     """Return the signed-in user and the session's CSRF token."""
     user = UserOut.model_validate(require_caller().user)
-    return answer(SessionOut(user=user, csrf_token=session.get("csrf", "")))
+    return _no_store(answer(SessionOut(user=user, csrf_token=session.get("csrf", ""))))
 
 
 @bp.get("/tokens")
@@ -126,3 +126,9 @@ def delete_token(token_id: uuid.UUID) -> Response:
     revoke_token(services().sessions, require_caller().id, token_id)
     services().tokens.forget_user(require_caller().id)
     return Response(status=204)
+
+
+def _no_store(response: Response) -> Response:
+    """Keep an answer that carries the CSRF token out of every cache."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
