@@ -20,6 +20,7 @@ from backend.problems import register_problem_handlers
 from backend.ratelimit import RateLimiter
 from backend.services import Services
 from backend.sse import EventHub
+from backend.streams import StreamSlots
 from backend.tokencache import TokenCache
 from taskmanager.db import create_db_engine, create_session_factory
 from taskmanager.queueing import TaskTigerEnqueuer, create_redis, create_tiger
@@ -30,6 +31,8 @@ log = structlog.get_logger("backend.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Room for the multipart envelope around the largest photo allowed.
 _MULTIPART_SLACK = 64 * 1024
+# Threads per API process that event streams may never take.
+_THREADS_KEPT_FOR_REQUESTS = 16
 _DEFAULT_STATIC = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
 
@@ -62,6 +65,13 @@ def build_services(settings: Settings, database_url: str, redis_url: str) -> Ser
         limiter=RateLimiter(connection),
         hub=EventHub(engine, settings.sse_poll_interval_s),
         tokens=TokenCache(settings.token_cache_s),
+        # Streams stop well below the thread count: health checks and ordinary
+        # requests always find a thread.
+        streams=StreamSlots(
+            per_process=settings.max_streams_per_process
+            or max(1, settings.api_threads - _THREADS_KEPT_FOR_REQUESTS),
+            per_user=settings.max_streams_per_user,
+        ),
     )
 
 

@@ -310,7 +310,7 @@ OPERATIONS: list[Operation] = [
             },
         ],
         answers={200: s.EventList},
-        errors=(404, 422),
+        errors=(404, 422, 429),  # 429: no stream slot free (the client polls instead)
     ),
     Operation(
         "post",

@@ -20,6 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.ratelimit import RateLimited
+from backend.streams import TooManyStreams
 from taskmanager.accounts import (
     EmailTaken,
     InvalidAccountRequest,
@@ -48,6 +49,7 @@ log = structlog.get_logger(__name__)
 _UNAVAILABLE_RETRY_AFTER_S = 2
 
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (TooManyStreams, 429, "Too many streams"),
     (JobNotFound, 404, "Not Found"),
     (BatchNotFound, 404, "Not Found"),
     (TemplateNotFound, 404, "Not Found"),
@@ -128,7 +130,7 @@ def _domain_problem(error: Exception) -> Response | None:
                 log.warning("storage unavailable", path=request.path, error=detail)
                 detail = "blob storage is unreachable right now; try again shortly"
             response = problem(status, title, detail, **extra)
-            if isinstance(error, RateLimited):
+            if isinstance(error, RateLimited | TooManyStreams):
                 response.headers["Retry-After"] = str(error.retry_after_s)
             if isinstance(error, AuthRequired):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="clipyard"'

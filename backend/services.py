@@ -15,6 +15,7 @@ from tasktiger import TaskTiger
 
 from backend.ratelimit import RateLimiter
 from backend.sse import EventHub
+from backend.streams import StreamSlots
 from backend.tokencache import TokenCache
 from taskmanager.queueing import TaskTigerEnqueuer
 from taskmanager.settings import Settings
@@ -35,6 +36,7 @@ class Services:
     limiter: RateLimiter
     hub: EventHub
     tokens: TokenCache
+    streams: StreamSlots
 
 
 def services() -> Services:

@@ -204,6 +204,10 @@ class Settings(BaseSettings):
     # thread for as long as it is connected.
     api_workers: int = Field(default=2, ge=1)
     api_threads: int = Field(default=128, ge=1)
+    # Event streams open at once per API process (None: api_threads less 16) and per
+    # user per process; beyond either a stream is refused (429) and the app polls.
+    max_streams_per_process: int | None = Field(default=None, ge=1)
+    max_streams_per_user: int = Field(default=8, ge=1)
     # Reverse proxies in front of the API whose X-Forwarded-For is trusted (rate limits
     # count per client address).
     api_proxy_hops: int = Field(default=0, ge=0)

@@ -198,7 +198,16 @@ def events(job_id: uuid.UUID) -> Response:
     if after < 0:
         return validation_problem_for("after", "must be a non-negative event id")
     if wants_stream:
-        return event_stream(job.id, after)
+        caller_id = require_caller().id
+        slots = services().streams
+        slots.acquire(caller_id)  # 429 beyond the caps: the web app then polls
+        try:
+            response = event_stream(job.id, after)
+        except BaseException:
+            slots.release(caller_id)
+            raise
+        response.call_on_close(lambda: slots.release(caller_id))
+        return response
     found = job_events(services().sessions, job.id, after=after)
     terminal = JobState(get_job(services().sessions, job.id).state) in TERMINAL_JOB_STATES
     items = [EventOut.model_validate(e) for e in found]
