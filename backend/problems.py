@@ -29,7 +29,13 @@ from taskmanager.accounts import (
 )
 from taskmanager.batches.service import BatchNameTaken, BatchNotFound, BatchStateConflict
 from taskmanager.errors import InvalidRequest
-from taskmanager.jobs import IdempotencyKeyReused, JobNotFound, JobStateConflict
+from taskmanager.jobs import (
+    IdempotencyKeyReused,
+    JobNotFound,
+    JobStateConflict,
+    RetryLimitReached,
+    TooManyLiveJobs,
+)
 from taskmanager.storage.base import BlobNotFound, StorageUnavailable
 from taskmanager.templates import TemplateNotFound
 from taskmanager.uploads import (
@@ -50,6 +56,8 @@ _UNAVAILABLE_RETRY_AFTER_S = 2
 
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (TooManyStreams, 429, "Too many streams"),
+    (TooManyLiveJobs, 429, "Too many jobs"),
+    (RetryLimitReached, 409, "Retry limit reached"),
     (JobNotFound, 404, "Not Found"),
     (BatchNotFound, 404, "Not Found"),
     (TemplateNotFound, 404, "Not Found"),
@@ -130,7 +138,7 @@ def _domain_problem(error: Exception) -> Response | None:
                 log.warning("storage unavailable", path=request.path, error=detail)
                 detail = "blob storage is unreachable right now; try again shortly"
             response = problem(status, title, detail, **extra)
-            if isinstance(error, RateLimited | TooManyStreams):
+            if isinstance(error, RateLimited | TooManyStreams | TooManyLiveJobs):
                 response.headers["Retry-After"] = str(error.retry_after_s)
             if isinstance(error, AuthRequired):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="clipyard"'

@@ -7,6 +7,7 @@ the job stays queued in Postgres and the reconciler enqueues it later.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +28,11 @@ from taskmanager.states import TERMINAL_JOB_STATES, JobState
 from taskmanager.transitions import record_event, transition_job
 
 log = structlog.get_logger(__name__)
+
+# Every state but the terminal ones: a job that has not ended.
+_LIVE_JOB_STATES = [s.value for s in JobState if s not in TERMINAL_JOB_STATES]
+# The first key of a user's lock while their live jobs are counted ("cyjl").
+_LIVE_JOBS_LOCK_SPACE = 0x63796A6C
 
 
 class JobError(DomainError):
@@ -60,6 +66,9 @@ class JobRequest:
     is_spot: bool | None = None
     priority: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    # Whether the per-user limits apply: the API sets it for callers who are not
+    # operators (operators, and the code's own callers, are trusted with the capacity).
+    is_limited: bool = False
 
 
 def _check_bounds(request: JobRequest, settings: Settings) -> Resources:
@@ -74,7 +83,41 @@ def _check_bounds(request: JobRequest, settings: Settings) -> Resources:
         raise InvalidRequest("idempotency_key", "must be 1 to 200 characters")
     if "fake" in request.params and not settings.allow_fake_jobs:
         raise InvalidRequest("params.fake", "fake jobs are not enabled here")
-    return resources
+    if not request.is_limited:
+        return resources
+    # A user's explicit ask above their limit is refused; a default above it is lowered.
+    for name, asked, limit in (
+        ("max_attempts", request.max_attempts, settings.user_max_attempts),
+        ("max_runtime_s", request.max_runtime_s, settings.user_max_runtime_s),
+    ):
+        if asked is not None and asked > limit:
+            raise InvalidRequest(name, f"must be at most {limit} for users")
+    return dataclasses.replace(
+        resources,
+        max_attempts=min(resources.max_attempts, settings.user_max_attempts),
+        max_runtime_s=min(resources.max_runtime_s, settings.user_max_runtime_s),
+    )
+
+
+def _check_live_jobs(session: Session, request: JobRequest, settings: Settings) -> None:
+    """Refuse a user's new job while they have their limit of jobs not yet ended.
+
+    The user's advisory lock (for this transaction) keeps two concurrent submits from
+    both passing the count.
+    """
+    if not request.is_limited:
+        return
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:space, hashtext(:owner))"),
+        {"space": _LIVE_JOBS_LOCK_SPACE, "owner": str(request.owner_id)},
+    )
+    live = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner_id == request.owner_id, Job.state.in_(_LIVE_JOB_STATES))
+    )
+    if (live or 0) >= settings.user_max_live_jobs:
+        raise TooManyLiveJobs(settings.user_max_live_jobs)
 
 
 def _check_crop(crop: tuple[int, int, int, int] | None, upload: Upload) -> None:
@@ -85,6 +128,21 @@ def _check_crop(crop: tuple[int, int, int, int] | None, upload: Upload) -> None:
         raise InvalidRequest("crop", "x and y must be >= 0, width and height > 0")
     if x + width > upload.width or y + height > upload.height:
         raise InvalidRequest("crop", f"must lie inside the {upload.width}x{upload.height} photo")
+
+
+class TooManyLiveJobs(JobError):
+    """The user already has their limit of jobs that have not ended."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"you already have {limit} jobs that have not finished; wait for some to end"
+        )
+        self.limit = limit
+        self.retry_after_s = 30
+
+
+class RetryLimitReached(JobError):
+    """The job was retried by hand as often as a user may."""
 
 
 class IdempotencyKeyReused(JobError):
@@ -150,6 +208,8 @@ def submit_job(
     resources = _check_bounds(request, settings)
     with sessions.begin() as session:
         template_id, upload = _template_and_upload(session, request)
+        if request.idempotency_key is None or _existing(session, request) is None:
+            _check_live_jobs(session, request, settings)
         _check_crop(request.crop, upload)
         is_spot = bool(request.is_spot)
         if request.batch_id is not None:
@@ -297,14 +357,26 @@ def retry_job(
     job_id: uuid.UUID,
     *,
     owner_id: uuid.UUID | None = None,
+    max_retries: int | None = None,
 ) -> Job:
-    """Queue a failed, cancelled or timed-out job again with a fresh set of attempts."""
+    """Queue a failed, cancelled or timed-out job again with a fresh set of attempts.
+
+    ``max_retries``: how many times a job may be retried by hand (None: no limit, for
+    operators); each retry grants fresh attempts, so it is bounded for users.
+    """
     with sessions.begin() as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None or (owner_id is not None and job.owner_id != owner_id):
             raise JobNotFound(str(job_id))
         if job.job_state not in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
             raise JobStateConflict(f"a {job.state} job cannot be retried")
+        retries = int(job.params.get("retries", 0))
+        if max_retries is not None and retries >= max_retries:
+            raise RetryLimitReached(
+                f"this job was retried {retries} times already (the limit is {max_retries});"
+                " submit it again as a new job if it should run once more"
+            )
+        job.params = {**job.params, "retries": retries + 1}
         transition_job(
             session,
             job,

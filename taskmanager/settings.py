@@ -190,6 +190,12 @@ class Settings(BaseSettings):
     login_failures_per_minute: int = Field(default=5, ge=0)
     login_account_failures_per_minute: int = Field(default=60, ge=0)
     submit_rate_per_minute: int = Field(default=120, ge=0)
+    # What one user who is not an operator may ask of the shared capacity: jobs not yet
+    # ended at once, attempts and runtime per job, and manual retries of one job.
+    user_max_live_jobs: int = Field(default=20, ge=1)
+    user_max_attempts: int = Field(default=3, ge=1)
+    user_max_runtime_s: int = Field(default=30 * 60, ge=1)
+    user_max_retries_per_job: int = Field(default=3, ge=0)
     # Browser sessions: cookie lifetime, and Secure (needs HTTPS; off for the local mode).
     session_max_age_s: int = Field(default=14 * 24 * 3600, gt=0)
     session_cookie_secure: bool = False

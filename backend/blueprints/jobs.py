@@ -76,6 +76,7 @@ def create() -> Response:
             max_attempts=body.max_attempts,
             max_runtime_s=body.max_runtime_s,
             params={"fake": body.fake} if body.fake is not None else {},
+            is_limited=not caller.is_operator,
         ),
     )
     response = answer(JobOut.model_validate(job), 202)
@@ -153,11 +154,13 @@ def cancel(job_id: uuid.UUID) -> Response:
 @login_required
 def retry(job_id: uuid.UUID) -> Response:
     """Queue a failed, cancelled or timed-out job again."""
+    caller = require_caller()
     job = retry_job(
         services().sessions,
         services().enqueuer,
         job_id,
-        owner_id=require_caller().owner_filter(),
+        owner_id=caller.owner_filter(),
+        max_retries=None if caller.is_operator else services().settings.user_max_retries_per_job,
     )
     return answer(JobOut.model_validate(job), 202)
 

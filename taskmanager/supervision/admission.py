@@ -1,4 +1,5 @@
-"""Admission: may this attempt start now? Global caps, create rates, batch caps and budget.
+"""Admission: may this attempt start now? Global caps, fair shares, create rates, batch
+caps and budget.
 
 Admission runs in the same transaction that creates the run, under one transaction-
 scoped advisory lock, so concurrent managers see each other's admitted runs and can
@@ -19,6 +20,7 @@ from taskmanager.cost import estimate_job_cost
 from taskmanager.models import Batch, Job, Run, Template
 from taskmanager.settings import Settings
 from taskmanager.states import LIVE_RUN_STATES, BatchState, PausedReason
+from taskmanager.supervision.fairness import is_someone_fairer
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +89,8 @@ def admit(
         return _refuse("max_concurrent_containers", retry)
     if Decimal(live_cpu) + job.cpu > settings.max_total_cpu:
         return _refuse("max_total_cpu", retry)
+    if is_someone_fairer(session, job, settings.max_concurrent_containers - live):
+        return _refuse("fair_share", retry)
     if settings.container_backend == "aci":
         refusal = _check_create_rate(session, settings)
         if refusal is not None:

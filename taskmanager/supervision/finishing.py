@@ -18,6 +18,7 @@ from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
 from taskmanager.supervision.attempt import AttemptRef, LeasedAttempt
 from taskmanager.supervision.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
+from taskmanager.supervision.fairness import fairest_waiting_jobs, wake_fairest
 from taskmanager.supervision.outcome import CAPACITY_KINDS, Outcome, backoff_delay
 from taskmanager.supervision.progress import ProgressTracker
 from taskmanager.transitions import (
@@ -135,10 +136,14 @@ def finish_attempt(attempt: LeasedAttempt, outcome: Outcome) -> None:
                 # This attempt's slot (and any money it did not spend) frees at commit:
                 # the batch's next jobs are chosen here and woken right after it.
                 waiting = waiting_batch_jobs(session, batch_id)
+            # The freed container slot goes to the fairest waiting job at once, not at
+            # that job's next poll.
+            fairest = fairest_waiting_jobs(session, 1)
     except ConcurrentChange:
         attempt.log.warning("lease lost before finishing; the new manager finishes the run")
         return
     wake_jobs(runtime.enqueuer, waiting)
+    wake_fairest(runtime.enqueuer, fairest)
     try:
         runtime.backend.remove(ref.container_name)
     except BackendError as exc:
