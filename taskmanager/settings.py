@@ -196,6 +196,8 @@ class Settings(BaseSettings):
     user_max_attempts: int = Field(default=3, ge=1)
     user_max_runtime_s: int = Field(default=30 * 60, ge=1)
     user_max_retries_per_job: int = Field(default=3, ge=0)
+    # Scarce slots go to the user (then the batch) running fewest (off: first come).
+    fair_admission: bool = True
     # Browser sessions: cookie lifetime, and Secure (needs HTTPS; off for the local mode).
     session_max_age_s: int = Field(default=14 * 24 * 3600, gt=0)
     session_cookie_secure: bool = False

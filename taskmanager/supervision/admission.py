@@ -89,7 +89,8 @@ def admit(
         return _refuse("max_concurrent_containers", retry)
     if Decimal(live_cpu) + job.cpu > settings.max_total_cpu:
         return _refuse("max_total_cpu", retry)
-    if is_someone_fairer(session, job, settings.max_concurrent_containers - live):
+    free = settings.max_concurrent_containers - live
+    if settings.fair_admission and is_someone_fairer(session, job, free):
         return _refuse("fair_share", retry)
     if settings.container_backend == "aci":
         refusal = _check_create_rate(session, settings)

@@ -54,11 +54,14 @@ _CLAIMANTS = """
 _FAIRER_OWNERS = text(
     _CLAIMANTS  # noqa: S608 - built from constants, no input
     + """
-    SELECT count(DISTINCT claimants.owner_id) FROM claimants
-     WHERE claimants.id <> :job_id
-       AND (claimants.owner_running < :owner_running
-            OR (claimants.owner_id = :owner_id
-                AND claimants.batch_running < :batch_running))
+    SELECT count(*) FROM (
+        SELECT DISTINCT claimants.owner_id FROM claimants
+         WHERE claimants.id <> :job_id
+           AND (claimants.owner_running < :owner_running
+                OR (claimants.owner_id = :owner_id
+                    AND claimants.batch_running < :batch_running))
+         LIMIT :enough
+    ) AS fairer
     """
 )
 
@@ -91,8 +94,8 @@ def is_someone_fairer(session: Session, job: Job, free_slots: int) -> bool:
     batch running fewer than ``job``'s batch).
     """
     own = session.execute(_OWN_COUNTS, {"owner_id": job.owner_id, "batch_id": job.batch_id}).one()
-    if own.owner_running == 0:
-        return False  # nobody can have fewer than none
+    if own.owner_running == 0 or free_slots <= 0:
+        return False  # nobody can have fewer than none; no slot to give away
     fairer = session.execute(
         _FAIRER_OWNERS,
         {
@@ -100,6 +103,7 @@ def is_someone_fairer(session: Session, job: Job, free_slots: int) -> bool:
             "owner_id": job.owner_id,
             "owner_running": own.owner_running,
             "batch_running": own.batch_running,
+            "enough": free_slots,  # no need to count further
         },
     ).scalar_one()
     return int(fairer) >= free_slots

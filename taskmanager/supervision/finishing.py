@@ -130,15 +130,15 @@ def finish_attempt(attempt: LeasedAttempt, outcome: Outcome) -> None:
                 **changes,
             )
             batch_id, max_runtime = job.batch_id, job.max_runtime_s
+            # The freed container slot goes to the fairest waiting job at once, not at
+            # that job's next poll (chosen before the batch row is locked below).
+            fairest = fairest_waiting_jobs(session, 1)
             waiting = []
             if batch_id is not None:
                 settle_batch(session, batch_id, reserved, cost)
                 # This attempt's slot (and any money it did not spend) frees at commit:
                 # the batch's next jobs are chosen here and woken right after it.
                 waiting = waiting_batch_jobs(session, batch_id)
-            # The freed container slot goes to the fairest waiting job at once, not at
-            # that job's next poll.
-            fairest = fairest_waiting_jobs(session, 1)
     except ConcurrentChange:
         attempt.log.warning("lease lost before finishing; the new manager finishes the run")
         return

@@ -1,0 +1,134 @@
+"""Fairness benchmark: how long a newcomer waits behind another user's backlog.
+
+User A has 200 one-second jobs queued on 4 container slots (a pool of 8 managers);
+user B then submits one job. Measured twice, side by side: with fair admission (the
+default) and first come, first served (``CLIPYARD_FAIR_ADMISSION=false``).
+
+    .venv/bin/python -m tests.benchmarks.fairness
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from taskmanager.jobs import JobRequest, submit_job
+from taskmanager.models import Job, Run
+from taskmanager.settings import Settings
+from taskmanager.supervision.runtime import Runtime
+from taskmanager.supervision.worker import build_runtime
+from tests.benchmarks.common import emit, throwaway_services, wait_for_managers
+from tests.taskmanager.factories import make_owner_upload_template
+
+BACKLOG = 200
+SLOTS = 4
+MANAGERS = 8
+JOB_SECONDS = 1.0
+
+
+def _submit(runtime: Runtime, user: tuple[uuid.UUID, uuid.UUID], template: str) -> uuid.UUID:
+    request = JobRequest(
+        owner_id=user[0],
+        template_name=template,
+        upload_id=user[1],
+        params={"fake": {"seconds": JOB_SECONDS, "steps": 2}},
+    )
+    job, _ = submit_job(runtime.sessions, runtime.enqueuer, runtime.settings, request)
+    return job.id
+
+
+def _running(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return int(
+            session.scalar(select(func.count()).select_from(Run).where(Run.state == "running")) or 0
+        )
+
+
+def _started_at(runtime: Runtime, job_id: uuid.UUID) -> float | None:
+    with runtime.sessions() as session:
+        started = session.scalar(select(Run.started_at).where(Run.job_id == job_id))
+    return None if started is None else started.timestamp()
+
+
+def measure(is_fair: bool) -> float:
+    """Return seconds from the newcomer's submit to its container's start."""
+    with throwaway_services() as services:
+        settings = Settings(
+            data_dir=services.root / "data",
+            database_url=SecretStr(services.database_url),
+            redis_url=SecretStr(services.redis_url),
+            allow_fake_jobs=True,
+            log_level="WARNING",
+            max_concurrent_containers=SLOTS,
+            fair_admission=is_fair,
+        )
+        runtime = build_runtime(settings, services.database_url, services.redis_url)
+        with runtime.sessions.begin() as session:
+            heavy = make_owner_upload_template(session, "heavy", duration_s=1.0)
+            newcomer = make_owner_upload_template(session, "light", duration_s=1.0)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPYARD_")}
+        env.update(
+            DATABASE_URL=services.database_url,
+            REDIS_URL=services.redis_url,
+            CLIPYARD_DATA_DIR=str(settings.data_dir),
+            CLIPYARD_ALLOW_FAKE_JOBS="true",
+            CLIPYARD_LOG_LEVEL="WARNING",
+            CLIPYARD_MAX_CONCURRENT_CONTAINERS=str(SLOTS),
+            CLIPYARD_FAIR_ADMISSION=str(is_fair).lower(),
+        )
+        log = (services.root / "workers.log").open("wb")
+        pool = subprocess.Popen(
+            [str(Path(sys.executable).parent / "clipyard"), "worker", "-n", str(MANAGERS)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for_managers(runtime.enqueuer.tiger, MANAGERS)  # type: ignore[attr-defined]
+            for _ in range(BACKLOG):
+                _submit(runtime, heavy, "heavy")
+            deadline = time.monotonic() + 120
+            while _running(runtime) < SLOTS and time.monotonic() < deadline:
+                time.sleep(0.05)
+            submitted = time.time()
+            late = _submit(runtime, newcomer, "light")
+            while (started := _started_at(runtime, late)) is None:
+                if time.time() - submitted > 900:
+                    raise TimeoutError("the newcomer's job never started")
+                time.sleep(0.05)
+            with runtime.sessions() as session:
+                queued = session.scalar(
+                    select(func.count()).select_from(Job).where(Job.state == "queued")
+                )
+            print(f"# fair={is_fair}: {queued} of A's jobs still queued", file=sys.stderr)
+            return started - submitted
+        finally:
+            os.killpg(pool.pid, signal.SIGTERM)
+            pool.wait(timeout=120)
+            runtime.engine.dispose()
+
+
+def main() -> None:
+    """Measure the newcomer's wait with fair admission and first come, first served."""
+    fair = measure(is_fair=True)
+    fifo = measure(is_fair=False)
+    emit(
+        "fairness.newcomer_start_s",
+        fair,
+        "s",
+        f"<= longest running job's remaining time + 1 s ({JOB_SECONDS:g} s jobs: <= 2 s)",
+    )
+    emit("fairness.newcomer_start_fifo_s", fifo, "s", "printed: first come, first served")
+
+
+if __name__ == "__main__":
+    main()
