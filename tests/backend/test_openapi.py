@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
@@ -10,6 +12,7 @@ from schemathesis.checks import ignored_auth, positive_data_acceptance, use_afte
 
 from backend.openapi import openapi_document
 from backend.operations import OPERATIONS
+from taskmanager.settings import Settings
 from tests.backend.conftest import make_identity
 
 
@@ -51,14 +54,28 @@ def test_every_route_is_documented(app: Flask) -> None:
             assert (method, path) in documented, (method, path)
 
 
-def test_document_and_docs_page_are_served_locally(client: FlaskClient) -> None:
+def test_document_and_docs_page_are_served_locally(
+    client: FlaskClient, api_settings: Settings
+) -> None:
     doc = client.get("/api/openapi.json")
     assert doc.status_code == 200
     assert doc.json == openapi_document()
+    not_built = client.get("/api/docs")
+    assert not_built.status_code == 404
+    assert "make frontend" in not_built.json["detail"]
+
+    static = api_settings.static_dir
+    assert isinstance(static, Path)
+    viewer = static / "api-docs"  # what the web app's build copies from swagger-ui-dist
+    viewer.mkdir(parents=True)
+    (viewer / "swagger-ui-bundle.js").write_text("window.SwaggerUIBundle = () => null;")
+    (viewer / "swagger-ui.css").write_text("body {}")
+    (static / "secret.txt").write_text("not for you")
     page = client.get("/api/docs")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "//" not in html  # no CDN: every asset is a path on this server
+    assert "<script>" not in html  # the CSP allows no inline script
     assets = (
         "/api/docs/assets/swagger-ui-bundle.js",
         "/api/docs/assets/swagger-ui.css",
@@ -66,4 +83,8 @@ def test_document_and_docs_page_are_served_locally(client: FlaskClient) -> None:
     )
     for asset in assets:
         assert asset in html
-        assert client.get(asset).status_code == 200
+        assert client.get(asset).status_code == 200, asset
+    init = client.get("/api/docs/init.js").get_data(as_text=True)
+    assert '"/api/openapi.json"' in init
+    assert "validatorUrl: null" in init  # no badge fetched from validator.swagger.io
+    assert client.get("/api/docs/assets/..%2fsecret.txt").status_code == 404
