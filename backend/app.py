@@ -22,6 +22,7 @@ from backend.services import Services
 from backend.sse import EventHub
 from backend.streams import StreamSlots
 from backend.tokencache import TokenCache
+from backend.uploadslots import UploadSlots
 from taskmanager.db import create_db_engine, create_session_factory
 from taskmanager.queueing import TaskTigerEnqueuer, create_redis, create_tiger
 from taskmanager.settings import Settings
@@ -71,6 +72,10 @@ def build_services(settings: Settings, database_url: str, redis_url: str) -> Ser
             per_process=settings.max_streams_per_process
             or max(1, settings.api_threads - _THREADS_KEPT_FOR_REQUESTS),
             per_user=settings.max_streams_per_user,
+        ),
+        uploads=UploadSlots(
+            per_process=settings.max_concurrent_uploads_per_process,
+            per_user=settings.max_concurrent_uploads_per_user,
         ),
     )
 

@@ -132,7 +132,7 @@ OPERATIONS: list[Operation] = [
         "user",
         body="multipart",
         answers={201: s.UploadOut},
-        errors=(413, 415, 422),
+        errors=(413, 415, 422, 429),  # 429: photos already being checked (Retry-After)
     ),
     Operation(
         "get",

@@ -20,7 +20,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.ratelimit import RateLimited
+from backend.slots import NoSlotFree
 from backend.streams import TooManyStreams
+from backend.uploadslots import TooManyUploads
 from taskmanager.accounts import (
     EmailTaken,
     InvalidAccountRequest,
@@ -56,6 +58,7 @@ _UNAVAILABLE_RETRY_AFTER_S = 2
 
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (TooManyStreams, 429, "Too many streams"),
+    (TooManyUploads, 429, "Too many uploads"),
     (TooManyLiveJobs, 429, "Too many jobs"),
     (RetryLimitReached, 409, "Retry limit reached"),
     (JobNotFound, 404, "Not Found"),
@@ -138,7 +141,7 @@ def _domain_problem(error: Exception) -> Response | None:
                 log.warning("storage unavailable", path=request.path, error=detail)
                 detail = "blob storage is unreachable right now; try again shortly"
             response = problem(status, title, detail, **extra)
-            if isinstance(error, RateLimited | TooManyStreams | TooManyLiveJobs):
+            if isinstance(error, RateLimited | NoSlotFree | TooManyLiveJobs):
                 response.headers["Retry-After"] = str(error.retry_after_s)
             if isinstance(error, AuthRequired):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="clipyard"'

@@ -17,6 +17,7 @@ from backend.ratelimit import RateLimiter
 from backend.sse import EventHub
 from backend.streams import StreamSlots
 from backend.tokencache import TokenCache
+from backend.uploadslots import UploadSlots
 from taskmanager.queueing import TaskTigerEnqueuer
 from taskmanager.settings import Settings
 from taskmanager.storage import Storage
@@ -37,6 +38,7 @@ class Services:
     hub: EventHub
     tokens: TokenCache
     streams: StreamSlots
+    uploads: UploadSlots
 
 
 def services() -> Services:

@@ -170,8 +170,21 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
     # Anyone may create an account; false: only `clipyard user create` makes them.
     allow_signup: bool = True
-    # Uploads: the largest request body, and the largest photo in pixels (width x height).
+    # Uploads: the largest request body.
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    # The most pixels (width x height) a photo is decoded at: 24 MP holds a 24 MP camera's
+    # 6000x4000 and every phone's default 12 MP, far more than a template's video needs.
+    # Decoding costs 4 bytes a pixel (WebP 16), so the header is checked first: a JPEG of
+    # up to 4 times this is decoded at half size (a phone's 48 or 50 MP mode), any other
+    # photo above is refused. It was 40 MP: about 1 GB to check a 40 MP WebP of 1.6 KB.
+    max_upload_pixels: int = Field(default=24_000_000, gt=0)
+    # Photos checked at once per user, and in all, per API process; beyond either an
+    # upload is refused (429, Retry-After). A check at the pixel limit peaks near 120 MB
+    # (JPEG, PNG; 190 MB rotated) and 390 MB (WebP): 4 bound a process to about 0.8 GB
+    # of JPEG or PNG, 1.6 GB of WebP. Two per user: a batch upload still keeps a core
+    # busy while others' photos find a slot.
+    max_concurrent_uploads_per_user: int = Field(default=2, ge=1)
+    max_concurrent_uploads_per_process: int = Field(default=4, ge=1)
     # What a Prometheus scraper sends as its bearer token for /metrics (operators' own
     # tokens work too); unset: operators only.
     metrics_token: SecretStr | None = None
@@ -181,7 +194,6 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=64 * 1024, gt=0)
     # A batch's rows and plans (up to 500 rows of a few hundred bytes each) get more.
     max_json_rows_body_bytes: int = Field(default=512 * 1024, gt=0)
-    max_upload_pixels: int = Field(default=40_000_000, gt=0)
     # Requests per minute, per user and per client address (0: unlimited).
     login_rate_per_minute: int = Field(default=10, ge=0)
     # Failed sign-ins per account and client, and per account from anywhere: a stranger

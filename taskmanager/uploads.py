@@ -1,22 +1,31 @@
 """Photo uploads: decode for real, refuse what is not a sane photo, store a clean copy.
 
 A photo is judged by its content, never its name: it must decode as JPEG, PNG or WebP,
-stay within the byte and pixel limits (the pixel count is read from the header, so a
-decompression bomb is refused before anything is decoded) and decode completely. The
-stored copy has the EXIF orientation applied and no metadata at all (no GPS, no camera).
+stay within the byte and pixel limits and decode completely. The stored copy has the EXIF
+orientation applied and no metadata at all (no GPS, no camera).
+
+Checking is bounded in memory, because a file of a few kilobytes can claim 40
+megapixels. Pillow's ``open`` reads only the header, so the pixel count is known before
+anything is decoded: a photo over the limit is refused then, except a JPEG of up to four
+times the limit, which libjpeg decodes at half size (its DCT scaling, at no extra
+cost), and which is stored at that size. After that one full-size copy is held at a time
+(a conversion or a rotation briefly holds its source and its result). A WebP is stored
+as JPEG (PNG when it has transparency): those encoders stream from the decoded image,
+where WebP's makes copies of its own worth several times the photo, and takes seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import tempfile
 import uuid
-import warnings
+from contextlib import closing
 from dataclasses import dataclass
 from typing import IO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +38,14 @@ ALLOWED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp
 _CHUNK = 1024 * 1024
 # Spooled in memory up to this size, then on disk.
 _SPOOL_BYTES = 4 * 1024 * 1024
+# The reductions libjpeg applies while decoding (its DCT scaling), smallest first.
+_JPEG_REDUCTIONS = (2, 4)
+# How many times the pixel limit a JPEG may claim: it is decoded at half its size (a
+# quarter of the pixels), but a progressive JPEG keeps every coefficient (3 bytes a
+# pixel) while it decodes, so 4 already costs about what a WebP at the limit does.
+_JPEG_PIXELS_OVER_LIMIT = 4
+# Modes that carry transparency: stored as RGBA PNG; everything else as RGB.
+_TRANSPARENT_MODES = frozenset({"RGBA", "LA", "P", "PA"})
 
 
 class UploadError(DomainError):
@@ -106,51 +123,109 @@ def clean_photo(source: IO[bytes], *, max_bytes: int, max_pixels: int) -> CleanP
     with spool:
         if size == 0:
             raise EmptyUpload("the file is empty")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                image = Image.open(spool, formats=list(ALLOWED_FORMATS))
-            except UnidentifiedImageError as exc:
-                raise UnsupportedImage(
-                    "not a JPEG, PNG or WebP image (the content decides, not the name)"
-                ) from exc
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise ImageTooLarge(
-                    f"the image has more than {max_pixels} pixels", max_pixels
-                ) from exc
-            with image:
-                fmt = image.format or ""
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageTooLarge(
-                        f"the image is {width}x{height}, more than {max_pixels} pixels",
-                        max_pixels,
-                    )
-                if getattr(image, "n_frames", 1) > 1:
-                    raise UnsupportedImage("animated images are not supported")
-                try:
-                    image.load()
-                    upright = ImageOps.exif_transpose(image)
-                except (OSError, SyntaxError, ValueError) as exc:
-                    raise CorruptImage(f"the image data is damaged or truncated: {exc}") from exc
-                except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                    raise ImageTooLarge(
-                        f"the image has more than {max_pixels} pixels", max_pixels
-                    ) from exc
+        with closing(_open_within(spool, max_pixels)) as image:
+            fmt, mode = _stored_as(image)
+            with closing(_decode_upright(image, mode)) as upright:
                 return _encode(upright, fmt, sha256)
 
 
+def _open_within(spool: IO[bytes], max_pixels: int) -> ImageFile.ImageFile:
+    """Read the header; refuse what is not a still photo within ``max_pixels``.
+
+    Nothing is decoded yet; a JPEG over the limit is set to decode reduced instead.
+    """
+    try:
+        image = Image.open(spool, formats=list(ALLOWED_FORMATS))
+    except UnidentifiedImageError as exc:
+        raise UnsupportedImage(
+            "not a JPEG, PNG or WebP image (the content decides, not the name)"
+        ) from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard (MAX_IMAGE_PIXELS) lies far above ours: only bombs reach it.
+        # Its warning is left to the process's filters (``catch_warnings`` would change
+        # them for every thread at once): the header check below decides either way.
+        raise ImageTooLarge(
+            f"the image has far more than the {max_pixels} pixels allowed", max_pixels
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImage(f"the image header is damaged: {exc}") from exc
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            raise UnsupportedImage("animated images are not supported")
+        _reduce_within(image, max_pixels)
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _reduce_within(image: ImageFile.ImageFile, max_pixels: int) -> None:
+    """Make ``image`` decode within ``max_pixels`` (a JPEG reduced), or refuse it."""
+    width, height = image.size
+    if width * height <= max_pixels:
+        return
+    if image.format != "JPEG":
+        raise ImageTooLarge(
+            f"the image is {width}x{height}, more than the {max_pixels} pixels allowed",
+            max_pixels,
+        )
+    if width * height <= _JPEG_PIXELS_OVER_LIMIT * max_pixels:
+        for factor in _JPEG_REDUCTIONS:
+            if math.ceil(width / factor) * math.ceil(height / factor) <= max_pixels:
+                wanted = (max(1, width // factor), max(1, height // factor))
+                is_reduced = image.draft(None, wanted) is not None
+                if is_reduced and image.size[0] * image.size[1] <= max_pixels:
+                    return
+                break
+    raise ImageTooLarge(
+        f"the image is {width}x{height}, more than the {max_pixels} pixels allowed (a JPEG "
+        f"is decoded at half size up to {_JPEG_PIXELS_OVER_LIMIT * max_pixels} pixels)",
+        max_pixels,
+    )
+
+
+def _stored_as(image: Image.Image) -> tuple[str, str]:
+    """Return the format and mode the photo is stored in.
+
+    JPEG stays JPEG and PNG stays PNG; WebP becomes JPEG, or PNG when it has transparency.
+    """
+    if image.format != "JPEG" and image.mode in _TRANSPARENT_MODES:
+        return "PNG", "RGBA"
+    return ("PNG" if image.format == "PNG" else "JPEG"), "RGB"
+
+
+def _decode_upright(image: ImageFile.ImageFile, mode: str) -> Image.Image:
+    """Decode ``image`` in ``mode``, upright and without metadata, one copy at a time.
+
+    Returns ``image`` itself when it already has ``mode``; else its converted copy, and
+    ``image`` is closed.
+    """
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImage(f"the image data is damaged or truncated: {exc}") from exc
+    working: Image.Image = image
+    if image.mode != mode:
+        working = image.convert(mode)  # keeps ``info``, so the EXIF orientation
+        image.close()
+    try:
+        # In place: the rotated pixels replace the others, which are freed at once.
+        ImageOps.exif_transpose(working, in_place=True)
+    except (OSError, SyntaxError, ValueError) as exc:
+        working.close()
+        raise CorruptImage(f"the image's EXIF data is damaged: {exc}") from exc
+    # Encoders carry some of ``info`` over (PNG its ICC profile, JPEG its comment).
+    working.info = {}
+    return working
+
+
 def _encode(image: Image.Image, fmt: str, sha256: str) -> CleanPhoto:
-    """Re-encode ``image`` without any metadata (EXIF, ICC, XMP, text chunks)."""
+    """Encode the decoded photo; both encoders stream from it, adding no full copy."""
     out = io.BytesIO()
     if fmt == "JPEG":
-        image.convert("RGB").save(out, "JPEG", quality=92)
+        image.save(out, "JPEG", quality=92)
     else:
-        fmt = "PNG" if fmt != "WEBP" else "WEBP"
-        mode = "RGBA" if image.mode in ("RGBA", "LA", "P", "PA") else "RGB"
-        clean = Image.new(mode, image.size)
-        clean.paste(image.convert(mode))
-        clean.save(out, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+        image.save(out, "PNG")
     width, height = image.size
     return CleanPhoto(out.getvalue(), ALLOWED_FORMATS[fmt], width, height, sha256)
 

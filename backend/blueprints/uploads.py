@@ -32,15 +32,17 @@ def create() -> Response:
     if photo is None:
         return validation_problem_for("file", "the multipart field 'file' is missing")
     settings = services().settings
-    upload = store_upload(
-        services().sessions,
-        services().storage,
-        caller.id,
-        photo.stream,
-        filename=photo.filename,
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.max_upload_pixels,
-    )
+    # Taken once the body has arrived: the slot bounds decoding, not a slow client.
+    with services().uploads.holding(caller.id):  # 429 beyond the caps
+        upload = store_upload(
+            services().sessions,
+            services().storage,
+            caller.id,
+            photo.stream,
+            filename=photo.filename,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_upload_pixels,
+        )
     return answer(UploadOut.model_validate(upload), 201)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,9 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 # Statuses worth another try of an idempotent request: the server or a proxy hiccupped.
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+# An upload refused with 429 (the API is checking other photos of ours; nothing was
+# stored) is sent again after its Retry-After, for this long at most, in seconds.
+_UPLOAD_BUSY_WAIT_S = 300.0
 _HASH_CHUNK = 1024 * 1024
 
 
@@ -31,11 +35,17 @@ class ApiError(Exception):
     """A request failed; ``str()`` is one line a person can act on."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, field: str | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        field: str | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.field = field
+        self.retry_after_s = retry_after_s
 
     @property
     def is_unreachable(self) -> bool:
@@ -99,6 +109,12 @@ def file_sha256(path: Path) -> str:
         while chunk := source.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _retry_after_s(response: requests.Response) -> float | None:
+    """Return the answer's Retry-After in seconds (the API sends seconds), if any."""
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdecimal() else None
 
 
 def _problem_message(response: requests.Response) -> tuple[str, str | None]:
@@ -165,7 +181,12 @@ class ApiClient:
             message, field = _problem_message(response)
             if response.status_code == 401:
                 message += "; run clipyard login, or set CLIPYARD_TOKEN"
-            raise ApiError(message, status=response.status_code, field=field)
+            raise ApiError(
+                message,
+                status=response.status_code,
+                field=field,
+                retry_after_s=_retry_after_s(response),
+            )
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -203,12 +224,30 @@ class ApiClient:
         return found if found is not None else self.post_upload(path)
 
     def post_upload(self, path: Path) -> dict[str, Any]:
-        """Upload a photo (multipart), whether or not the same bytes were sent before."""
-        with path.open("rb") as photo:
-            created: dict[str, Any] = self.request(
-                "POST", "/api/v1/uploads", files={"file": (path.name, photo)}, is_idempotent=False
-            )
-        return created
+        """Upload a photo (multipart), whether or not the same bytes were sent before.
+
+        A 429 is waited out: the API checks a few photos per user at once, and
+        ``clipyard batch`` sends more than that in parallel.
+        """
+        give_up_at = time.monotonic() + _UPLOAD_BUSY_WAIT_S
+        while True:
+            try:
+                with path.open("rb") as photo:
+                    created: dict[str, Any] = self.request(
+                        "POST",
+                        "/api/v1/uploads",
+                        files={"file": (path.name, photo)},
+                        is_idempotent=False,
+                    )
+                return created
+            except ApiError as exc:
+                if exc.status != 429 or exc.retry_after_s is None:
+                    raise
+                # One to two Retry-Afters: senders refused together come back apart.
+                wait_s = exc.retry_after_s * random.uniform(1, 2)  # noqa: S311 (not a secret)
+                if time.monotonic() + wait_s > give_up_at:
+                    raise
+                time.sleep(wait_s)
 
     def templates(self) -> list[dict[str, Any]]:
         """List the templates."""
