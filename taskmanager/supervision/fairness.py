@@ -41,7 +41,9 @@ _CLAIMANTS = """
                coalesce(per_batch.n, 0) AS batch_running
           FROM jobs AS waiting
           LEFT JOIN per_owner ON per_owner.owner_id = waiting.owner_id
-          LEFT JOIN running AS per_batch ON per_batch.batch_id = waiting.batch_id
+          LEFT JOIN running AS per_batch
+                 ON per_batch.owner_id = waiting.owner_id
+                AND per_batch.batch_id IS NOT DISTINCT FROM waiting.batch_id
           LEFT JOIN batches ON batches.id = waiting.batch_id
          WHERE waiting.state = 'queued'
            AND NOT waiting.cancel_requested
@@ -55,10 +57,11 @@ _FAIRER_OWNERS = text(
     _CLAIMANTS  # noqa: S608 - built from constants, no input
     + """
     SELECT count(*) FROM (
-        SELECT DISTINCT claimants.owner_id FROM claimants
+        SELECT DISTINCT claimants.owner_id, claimants.batch_id FROM claimants
          WHERE claimants.id <> :job_id
            AND (claimants.owner_running < :owner_running
                 OR (claimants.owner_id = :owner_id
+                    AND claimants.batch_id IS DISTINCT FROM :batch_id
                     AND claimants.batch_running < :batch_running))
          LIMIT :enough
     ) AS fairer
@@ -101,6 +104,7 @@ def is_someone_fairer(session: Session, job: Job, free_slots: int) -> bool:
         {
             "job_id": job.id,
             "owner_id": job.owner_id,
+            "batch_id": job.batch_id,
             "owner_running": own.owner_running,
             "batch_running": own.batch_running,
             "enough": free_slots,  # no need to count further

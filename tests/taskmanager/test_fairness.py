@@ -69,3 +69,17 @@ def test_slots_that_are_not_scarce_are_not_held_back(runtime: Runtime) -> None:
     _submit(runtime, newcomer, "frame2")
     for job_id in backlog:
         assert manager._prepare(job_id) is not None  # plenty of slots for both users
+
+
+def test_a_user_alone_may_take_every_slot(runtime: Runtime) -> None:
+    """Found by the benchmark: a user's own queued jobs counted as fairer claimants, so a
+    user alone could never take the last slot."""
+    capped = dataclasses.replace(
+        runtime, settings=runtime.settings.model_copy(update={"max_concurrent_containers": 3})
+    )
+    manager = Supervisor(capped, "manager")
+    alone = _user(runtime, "frame")
+    backlog = [_submit(runtime, alone, "frame") for _ in range(5)]
+    assert [manager._prepare(job_id) is not None for job_id in backlog[:3]] == [True] * 3
+    assert manager._prepare(backlog[3]) is None
+    assert _last_refusal(runtime, backlog[3]) == "max_concurrent_containers"
