@@ -132,7 +132,7 @@ def finish_attempt(attempt: LeasedAttempt, outcome: Outcome) -> None:
             batch_id, max_runtime = job.batch_id, job.max_runtime_s
             # The freed container slot goes to the fairest waiting job at once, not at
             # that job's next poll (chosen before the batch row is locked below).
-            fairest = fairest_waiting_jobs(session, 1)
+            fairest = fairest_waiting_jobs(session, 1) if settings.fair_admission else []
             waiting = []
             if batch_id is not None:
                 settle_batch(session, batch_id, reserved, cost)
