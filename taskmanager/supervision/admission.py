@@ -20,7 +20,7 @@ from taskmanager.cost import estimate_job_cost
 from taskmanager.models import Batch, Job, Run, Template
 from taskmanager.settings import Settings
 from taskmanager.states import LIVE_RUN_STATES, BatchState, PausedReason
-from taskmanager.supervision.fairness import is_someone_fairer
+from taskmanager.supervision.fairness import is_someone_fairer, scarce_slots
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +89,8 @@ def admit(
         return _refuse("max_concurrent_containers", retry)
     if Decimal(live_cpu) + job.cpu > settings.max_total_cpu:
         return _refuse("max_total_cpu", retry)
-    free = settings.max_concurrent_containers - live
-    if settings.fair_admission and is_someone_fairer(session, job, free):
+    free = scarce_slots(settings, live) if settings.fair_admission else None
+    if free is not None and is_someone_fairer(session, job, free):
         return _refuse("fair_share", retry)
     if settings.container_backend == "aci":
         refusal = _check_create_rate(session, settings)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from taskmanager.models import Job
 from taskmanager.queueing import Enqueuer
+from taskmanager.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,26 @@ _FAIREST = text(
      ORDER BY claimants.owner_id, claimants.batch_running, claimants.created_at
     """
 )
+
+
+_LIVE_RUNS = text("SELECT count(*) FROM runs WHERE state IN ('pending', 'launching', 'running')")
+
+
+def scarce_slots(settings: Settings, live_runs: int) -> int | None:
+    """Return the free container slots if they are scarce enough to share out, else None.
+
+    Scarce: no more free than a tenth of the cap (at least 4). With more free, no queue
+    of claimants is long enough to matter, and the fairness queries (which scan the
+    queued jobs) are not worth their cost under the admission lock.
+    """
+    cap = settings.max_concurrent_containers
+    free = cap - live_runs
+    return free if free <= max(4, cap // 10) else None
+
+
+def free_slots_if_scarce(session: Session, settings: Settings) -> int | None:
+    """Count the live runs and return ``scarce_slots`` for them."""
+    return scarce_slots(settings, int(session.execute(_LIVE_RUNS).scalar_one()))
 
 
 def is_someone_fairer(session: Session, job: Job, free_slots: int) -> bool:

@@ -18,7 +18,11 @@ from taskmanager.storage import StorageError
 from taskmanager.storage.keys import log_key, output_key
 from taskmanager.supervision.attempt import AttemptRef, LeasedAttempt
 from taskmanager.supervision.containerspec import OUTPUT_POSTER, OUTPUT_VIDEO
-from taskmanager.supervision.fairness import fairest_waiting_jobs, wake_fairest
+from taskmanager.supervision.fairness import (
+    fairest_waiting_jobs,
+    free_slots_if_scarce,
+    wake_fairest,
+)
 from taskmanager.supervision.outcome import CAPACITY_KINDS, Outcome, backoff_delay
 from taskmanager.supervision.progress import ProgressTracker
 from taskmanager.transitions import (
@@ -132,7 +136,9 @@ def finish_attempt(attempt: LeasedAttempt, outcome: Outcome) -> None:
             batch_id, max_runtime = job.batch_id, job.max_runtime_s
             # The freed container slot goes to the fairest waiting job at once, not at
             # that job's next poll (chosen before the batch row is locked below).
-            fairest = fairest_waiting_jobs(session, 1) if settings.fair_admission else []
+            fairest = []
+            if settings.fair_admission and free_slots_if_scarce(session, settings) is not None:
+                fairest = fairest_waiting_jobs(session, 1)
             waiting = []
             if batch_id is not None:
                 settle_batch(session, batch_id, reserved, cost)
