@@ -111,16 +111,24 @@ class SimShutdown(threading.Event):
 
 
 class DatabaseOutage:
-    """Makes every statement of the managers' engine fail until a simulated time."""
+    """Makes every statement of the managers' engine fail until a simulated time.
+
+    Also freezes the paused manager's helper threads: the simulation runs on the main
+    thread, so while a pause lasts (``is_pausing``) any other thread is the paused
+    manager's lease keeper, which a real SIGSTOP would have stopped too.
+    """
 
     def __init__(self, clock: Clock, engine: Engine) -> None:
         self.clock = clock
         self.until_s = 0.0
+        self.is_pausing = False
         event.listen(engine, "before_cursor_execute", self._check)
 
     def _check(self, *_: object) -> None:
         if self.clock.now_s < self.until_s:
             raise OperationalError("simulated outage", {}, ConnectionError("database is down"))
+        if self.is_pausing and threading.current_thread() is not threading.main_thread():
+            raise OperationalError("simulated pause", {}, ConnectionError("process frozen"))
 
 
 @dataclass

@@ -210,6 +210,7 @@ class World:
         if self.nesting:
             return  # one pause at a time is enough to interleave
         self.nesting += 1
+        self.outage.is_pausing = True
         try:
             for _ in range(3):
                 self.clock.advance(self.settings.lease_ttl_s)
@@ -219,6 +220,7 @@ class World:
                     if other != owner:
                         self.run_task(other)
         finally:
+            self.outage.is_pausing = False
             self.nesting -= 1
 
     # --- what is checked ------------------------------------------------------------------
