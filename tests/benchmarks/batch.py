@@ -26,18 +26,16 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from taskmanager.batches.jobs import BatchRow, submit_rows
 from taskmanager.batches.service import BatchRequest, create_batch
 from taskmanager.cost import PlanGroup, estimate_plan
 from taskmanager.models import Job, Run
-from taskmanager.settings import Settings
 from taskmanager.states import TERMINAL_JOB_STATES
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.worker import build_runtime
-from tests.benchmarks.common import emit, throwaway_services, wait_for_managers
+from tests.benchmarks.common import bench_settings, emit, throwaway_services, wait_for_managers
 from tests.services import wait_until
 from tests.taskmanager.conftest import settings_env
 from tests.taskmanager.factories import make_owner_upload_template
@@ -95,13 +93,7 @@ def peak_concurrency(spans: list[tuple[float, float]]) -> int:
 def main() -> None:
     """Run the batch and print its figures."""
     with throwaway_services() as services:
-        settings = Settings(
-            data_dir=services.root / "data",
-            database_url=SecretStr(services.database_url),
-            redis_url=SecretStr(services.redis_url),
-            allow_fake_jobs=True,
-            log_level="WARNING",
-        )
+        settings = bench_settings(services)
         runtime = build_runtime(settings, services.database_url, services.redis_url)
         with runtime.sessions.begin() as session:
             owner, upload = make_owner_upload_template(session, "bench", duration_s=1.0)

@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
 from tasktiger import TaskTiger
 
 from taskmanager.localservices import EmbeddedPostgres, EmbeddedRedis
 from taskmanager.migrate import upgrade_database
+from taskmanager.settings import Settings
 from tests.services import wait_until
 
 
@@ -74,3 +76,16 @@ def wait_for_managers(tiger: TaskTiger, count: int, timeout_s: float = 120) -> N
         return int(dict(tiger.connection.pubsub_numsub(channel)).get(channel, 0))
 
     wait_until(lambda: listening() >= count, timeout_s, f"{count} managers listening", 0.1)
+
+
+def bench_settings(services: Services, **overrides: object) -> Settings:
+    """Settings for a benchmark's stack: its services, fake jobs allowed, quiet logs."""
+    fields: dict[str, object] = {
+        "data_dir": services.root / "data",
+        "database_url": SecretStr(services.database_url),
+        "redis_url": SecretStr(services.redis_url),
+        "allow_fake_jobs": True,
+        "log_level": "WARNING",
+        **overrides,
+    }
+    return Settings(**fields)  # type: ignore[arg-type]

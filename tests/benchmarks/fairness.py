@@ -17,15 +17,14 @@ import time
 import uuid
 from pathlib import Path
 
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from taskmanager.jobs import JobRequest, submit_job
 from taskmanager.models import Job, Run
-from taskmanager.settings import Settings
 from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.worker import build_runtime
-from tests.benchmarks.common import emit, throwaway_services, wait_for_managers
+from tests.benchmarks.common import bench_settings, emit, throwaway_services, wait_for_managers
+from tests.taskmanager.conftest import settings_env
 from tests.taskmanager.factories import make_owner_upload_template
 
 BACKLOG = 200
@@ -68,29 +67,12 @@ def _started_at(runtime: Runtime, job_id: uuid.UUID) -> float | None:
 def measure(is_fair: bool) -> float:
     """Return seconds from the newcomer's submit to its container's start."""
     with throwaway_services() as services:
-        settings = Settings(
-            data_dir=services.root / "data",
-            database_url=SecretStr(services.database_url),
-            redis_url=SecretStr(services.redis_url),
-            allow_fake_jobs=True,
-            log_level="WARNING",
-            max_concurrent_containers=SLOTS,
-            fair_admission=is_fair,
-        )
+        settings = bench_settings(services, max_concurrent_containers=SLOTS, fair_admission=is_fair)
         runtime = build_runtime(settings, services.database_url, services.redis_url)
         with runtime.sessions.begin() as session:
             heavy = make_owner_upload_template(session, "heavy", duration_s=1.0)
             newcomer = make_owner_upload_template(session, "light", duration_s=1.0)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPYARD_")}
-        env.update(
-            DATABASE_URL=services.database_url,
-            REDIS_URL=services.redis_url,
-            CLIPYARD_DATA_DIR=str(settings.data_dir),
-            CLIPYARD_ALLOW_FAKE_JOBS="true",
-            CLIPYARD_LOG_LEVEL="WARNING",
-            CLIPYARD_MAX_CONCURRENT_CONTAINERS=str(SLOTS),
-            CLIPYARD_FAIR_ADMISSION=str(is_fair).lower(),
-        )
+        env = {**settings_env(settings), "CLIPYARD_LOG_LEVEL": "WARNING"}
         log = (services.root / "workers.log").open("wb")
         pool = subprocess.Popen(
             [str(Path(sys.executable).parent / "clipyard"), "worker", "-n", str(MANAGERS)],

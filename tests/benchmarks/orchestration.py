@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import IO
 
 import psutil
-from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from taskmanager.backends.local import default_images
@@ -34,6 +33,7 @@ from taskmanager.supervision.runtime import Runtime
 from taskmanager.supervision.worker import build_runtime
 from tests.benchmarks.common import (
     Services,
+    bench_settings,
     emit,
     median,
     percentile,
@@ -344,13 +344,7 @@ def main() -> None:
     """Measure and print every figure."""
     floor_s = measure_floor()
     with throwaway_services() as services:
-        settings = Settings(
-            data_dir=services.root / "data",
-            database_url=SecretStr(services.database_url),
-            redis_url=SecretStr(services.redis_url),
-            allow_fake_jobs=True,
-            log_level="WARNING",
-        )
+        settings = bench_settings(services)
         runtime = build_runtime(settings, services.database_url, services.redis_url)
         owner = _seed(runtime)
         log = (services.root / "workers.log").open("wb")
