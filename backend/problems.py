@@ -20,7 +20,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.ratelimit import RateLimited
-from backend.slots import NoSlotFree
 from backend.streams import TooManyStreams
 from backend.uploadslots import TooManyUploads
 from taskmanager.accounts import (
@@ -141,8 +140,10 @@ def _domain_problem(error: Exception) -> Response | None:
                 log.warning("storage unavailable", path=request.path, error=detail)
                 detail = "blob storage is unreachable right now; try again shortly"
             response = problem(status, title, detail, **extra)
-            if isinstance(error, RateLimited | NoSlotFree | TooManyLiveJobs):
-                response.headers["Retry-After"] = str(error.retry_after_s)
+            # Any refusal "for now" says when to ask again (rate limits, slots, live jobs).
+            retry_after_s = getattr(error, "retry_after_s", None)
+            if retry_after_s is not None:
+                response.headers["Retry-After"] = str(retry_after_s)
             if isinstance(error, AuthRequired):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="clipyard"'
             return response
