@@ -208,7 +208,10 @@ def submit_job(
     resources = _check_bounds(request, settings)
     with sessions.begin() as session:
         template_id, upload = _template_and_upload(session, request)
-        if request.idempotency_key is None or _existing(session, request) is None:
+        # A replayed key is not a new job; only limited callers pay for the lookup.
+        if request.is_limited and (
+            request.idempotency_key is None or _existing(session, request) is None
+        ):
             _check_live_jobs(session, request, settings)
         _check_crop(request.crop, upload)
         is_spot = bool(request.is_spot)
